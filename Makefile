@@ -1,0 +1,27 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: check test bench findings clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+check: $(STAMP)
+	$(BIN)/pddgpu-verify check
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/pddgpu-verify bench --output docs/BENCH.md
+
+findings: $(STAMP)
+	$(BIN)/pddgpu-verify findings --output docs/FINDINGS.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info
