@@ -1,0 +1,189 @@
+"""Exhaustive interleaving explorer.
+
+Breadth-first by default, so the first violation found is reached by a
+shortest interleaving; depth-first as an option.  States are the compiled
+model's tuples; the visited set maps a (possibly canonical) state to its
+index, and parents are kept as flat integer arrays so a million states cost
+tens of megabytes, not hundreds.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..model.compile import Compiled, compile_model
+from ..model.program import Model
+
+OK, VIOLATION, DEADLOCK, LIVENESS, INCOMPLETE = "OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE"
+
+
+@dataclass
+class Move:
+    thread: int
+    pc: int
+    branch: int
+
+
+@dataclass
+class Result:
+    verdict: str
+    property: str | None = None
+    thread: int | None = None           # the thread at fault, when one is
+    path: list = field(default_factory=list)   # [(Move | None, state)], from the initial state
+    loop_start: int | None = None       # liveness: index in path where the cycle starts
+    stats: dict = field(default_factory=dict)
+    detail: str = ""
+
+
+
+def _label(r: Result) -> str:
+    return f"{r.verdict}({r.property})" if r.property and r.verdict != OK else r.verdict
+
+
+Result.label = property(_label)   # defined outside: the field 'property' shadows the builtin in the class body
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Progress:
+    """One line on stderr, for runs longer than a second."""
+
+    def __init__(self, enabled: bool, name: str):
+        self.enabled = enabled
+        self.name = name
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.shown = False
+
+    def tick(self, states: int, depth: int):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 1.0:
+            return
+        self.last = now
+        rate = states / max(now - self.t0, 1e-9)
+        end = "\r" if sys.stderr.isatty() else "\n"
+        print(f"  {self.name}: {states:,} states, depth {depth}, {rate:,.0f} states/s", end=end,
+              file=sys.stderr, flush=True)
+        self.shown = True
+
+    def close(self):
+        if self.shown and sys.stderr.isatty():
+            print(file=sys.stderr)
+
+
+def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
+            max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
+            liveness: bool = False, progress: bool = False, keep_graph: bool = False) -> Result:
+    if liveness:
+        symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
+    comp = model if isinstance(model, Compiled) else compile_model(model, properties, symmetry)
+    m = comp.model
+    succ, check, check_final, canon, is_done = comp.successors, comp.check, comp.check_final, comp.canon, comp.is_done
+    t0 = time.perf_counter()
+    prog = Progress(progress, m.name)
+
+    init = m.initial_state()
+    states = [init]                       # concrete state per index
+    index = {canon(init): 0}
+    parent = array("l", [-1])
+    moves = array("l", [0])               # packed (thread, pc, branch)
+    depth_of = array("l", [0])
+    edges = [] if (liveness or keep_graph) else None
+    transitions = 0
+    diameter = 0
+
+    def pack(t, pc, b):
+        return (t << 24) | (pc << 8) | b
+
+    def path_to(i):
+        out = []
+        while i >= 0:
+            mv = moves[i]
+            out.append((Move(mv >> 24, (mv >> 8) & 0xFFFF, mv & 0xFF) if parent[i] >= 0 else None, states[i]))
+            i = parent[i]
+        return out[::-1]
+
+    def finish(res: Result) -> Result:
+        prog.close()
+        el = time.perf_counter() - t0
+        res.stats = {"states": len(states), "transitions": transitions, "diameter": diameter,
+                     "seconds": round(el, 3), "states_per_s": round(len(states) / max(el, 1e-9)),
+                     "peak_mb": round(peak_rss_mb(), 1), "symmetry": symmetry, "strategy": strategy}
+        if keep_graph:
+            res.graph = (states, edges)
+        return res
+
+    v = check(init)
+    if v:
+        return finish(Result(VIOLATION, v[0], v[1], path_to(0)))
+
+    frontier = deque([0])
+    pop = frontier.popleft if strategy == "bfs" else frontier.pop
+    incomplete = False
+    while frontier:
+        i = pop()
+        s = states[i]
+        d = depth_of[i]
+        if d > diameter:
+            diameter = d
+        if max_depth is not None and d >= max_depth:
+            incomplete = True
+            continue
+        nexts = succ(s)
+        if not nexts:
+            if is_done(s):
+                p = check_final(s)
+                if p:
+                    return finish(Result(VIOLATION, p, None, path_to(i)))
+            elif deadlock:
+                return finish(Result(DEADLOCK, "deadlock", None, path_to(i),
+                                     detail="no thread can move and not every thread has finished"))
+            continue
+        for t, pc, b, n in nexts:
+            transitions += 1
+            c = canon(n)
+            j = index.get(c)
+            if j is None:
+                j = len(states)
+                index[c] = j
+                states.append(n)
+                parent.append(i)
+                moves.append(pack(t, pc, b))
+                depth_of.append(d + 1)
+                v = check(n)
+                if v:
+                    if edges is not None:
+                        edges.append((i, j, pack(t, pc, b)))
+                    return finish(Result(VIOLATION, v[0], v[1], path_to(j)))
+                if max_states is not None and len(states) >= max_states:
+                    incomplete = True
+                    frontier.clear()
+                    break
+                frontier.append(j)
+            if edges is not None:
+                edges.append((i, j, pack(t, pc, b)))
+        if progress and (len(states) & 0x3FFF) < len(nexts):
+            prog.tick(len(states), d)
+
+    if incomplete:
+        return finish(Result(INCOMPLETE, detail="state or depth bound reached before the search ended"))
+    if liveness:
+        from .liveness import find_non_progress
+        lasso = find_non_progress(comp, states, edges)
+        if lasso is not None:
+            stem_end, cycle, thread, call = lasso
+            full = path_to(stem_end)
+            loop_start = len(full) - 1
+            for (mv, j) in cycle:
+                full.append((Move(mv >> 24, (mv >> 8) & 0xFFFF, mv & 0xFF), states[j]))
+            return finish(Result(LIVENESS, "calls_return", thread, full, loop_start,
+                                 detail=f"{m.threads[thread].name} never returns from {call}"))
+    return finish(Result(OK))

@@ -1,0 +1,166 @@
+"""Compile a model into Python functions over state tuples.
+
+The explorer calls ``successors``, ``check`` and ``canon`` millions of times,
+so they are generated source: one function per (thread, pc) holding that
+step's guards and effects as straight-line arithmetic, dispatched through a
+list indexed by pc.  No expression tree is walked at run time.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from . import expr as E
+from .program import Local, Model, Var
+
+
+@dataclass
+class Compiled:
+    model: Model
+    successors: callable      # s -> [(tid, pc, branch, s')]
+    check: callable           # s -> None | (property, tid | None)
+    check_final: callable     # s -> None | property   (only meaningful when all threads are done)
+    canon: callable           # s -> canonical representative under thread symmetry
+    is_done: callable         # s -> bool (every thread finished)
+    source: str
+    properties: tuple
+
+
+_RUNTIME = dict(E.RUNTIME)
+_RUNTIME["_first_fit"] = functools.lru_cache(maxsize=None)(E._first_fit)
+
+
+def _needs_wrap(e: E.Expr) -> bool:
+    return any(isinstance(n, E.Op) and n.op in ("+", "-", "*", "<<", "~", "neg") for n in E.walk(e))
+
+
+def compile_model(model: Model, properties=None, symmetry: bool = False) -> Compiled:
+    """``properties``: names to check (default: all the model declares)."""
+    lay = model.layout
+    props = tuple(model.properties) if properties is None else tuple(properties)
+    wanted = set(props)
+    slot = lay.shared_slot
+    lslot = lay.local_slot
+    pslot = lay.pc_slot
+
+    def py(e, tid):
+        return E.to_python(e, slot, lslot, pslot, tid)
+
+    lines: list[str] = []
+    emit = lines.append
+    bits_of = {i: d.bits for i, d in enumerate(lay.decls)}
+
+    # successor functions
+    for tid, th in enumerate(model.threads):
+        labels = lay.labels[tid]
+        pc_of = {l: i for i, l in enumerate(labels)}
+        fn_names = []
+        for pc, st in enumerate(th.program.steps):
+            fn = f"_s_{tid}_{pc}"
+            fn_names.append(fn)
+            emit(f"def {fn}(s, out):")
+            for bi, br in enumerate(st.branches):
+                guard = py(br.guard, tid)
+                ind = "    "
+                if guard != "1":
+                    emit(f"    if {guard}:")
+                    ind = "        "
+                emit(f"{ind}n = list(s)")
+                # right-hand sides read s, the pre-state: updates are simultaneous
+                for target, value in br.updates:
+                    k = slot(target.name) if isinstance(target, Var) else lslot(
+                        tid if target.thread is None else target.thread, target.name)
+                    rhs = py(value, tid)
+                    if _needs_wrap(value) or bits_of[k] < 64:
+                        if not (isinstance(value, E.Const) and E.wrap(value.value, bits_of[k]) == value.value):
+                            rhs = f"_wrapb({rhs}, {bits_of[k]})"
+                    emit(f"{ind}n[{k}] = {rhs}")
+                emit(f"{ind}n[{pslot(tid)}] = {pc_of[br.goto]}")
+                emit(f"{ind}out.append(({tid}, {pc}, {bi}, tuple(n)))")
+            emit("    return")
+        emit(f"def _s_{tid}_done(s, out):\n    return")
+        emit(f"_S{tid} = [{', '.join(fn_names + [f'_s_{tid}_done'])}]")
+
+    emit("def successors(s):")
+    emit("    out = []")
+    for tid in range(len(model.threads)):
+        emit(f"    _S{tid}[s[{pslot(tid)}]](s, out)")
+    emit("    return out")
+
+    # assertions attached to steps, then invariants
+    for tid, th in enumerate(model.threads):
+        fns = []
+        for pc, st in enumerate(th.program.steps):
+            active = [(p, a) for p, a in st.asserts if p in wanted]
+            if not active:
+                fns.append("_a_none")
+                continue
+            fn = f"_a_{tid}_{pc}"
+            fns.append(fn)
+            emit(f"def {fn}(s):")
+            for p, a in active:
+                emit(f"    if not ({py(a, tid)}): return {p!r}")
+            emit("    return None")
+        emit(f"_A{tid} = [{', '.join(fns + ['_a_none'])}]")
+    emit("def check(s):")
+    for tid in range(len(model.threads)):
+        emit(f"    r = _A{tid}[s[{pslot(tid)}]](s)")
+        emit(f"    if r is not None: return (r, {tid})")
+    for p in props:
+        prop = model.properties[p]
+        if prop.kind == "invariant":
+            emit(f"    if not ({py(prop.expr, None)}): return ({p!r}, None)")
+    emit("    return None")
+
+    emit("def check_final(s):")
+    for p in props:
+        prop = model.properties[p]
+        if prop.kind == "final":
+            emit(f"    if not ({py(prop.expr, None)}): return {p!r}")
+    emit("    return None")
+
+    done = " and ".join(f"s[{pslot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "True"
+    emit(f"def is_done(s):\n    return {done}")
+
+    _emit_canon(model, emit, symmetry)
+
+    src = "\n".join(lines) + "\n"
+    ns = dict(_RUNTIME)
+    ns["_a_none"] = lambda s: None
+    ns["_wrapb"] = E.wrap
+    exec(compile(src, f"<compiled {model.name}>", "exec"), ns)
+    return Compiled(model, ns["successors"], ns["check"], ns["check_final"], ns["canon"],
+                    ns["is_done"], src, props)
+
+
+def symmetry_groups(model: Model) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(model.threads):
+        if t.group:
+            groups.setdefault(t.group, []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _emit_canon(model: Model, emit, symmetry: bool):
+    """Canonical state under permutations of interchangeable threads: sort
+    each group's thread slices and renumber owner-valued variables (lock
+    words hold thread index + 1).  Any representative of the orbit is sound;
+    ties only cost reduction, never correctness."""
+    lay = model.layout
+    groups = symmetry_groups(model) if symmetry else []
+    if not groups:
+        emit("def canon(s):\n    return s")
+        return
+    owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
+    emit("def canon(s):")
+    emit("    n = list(s)")
+    emit("    perm = {}")
+    for g in groups:
+        sl = [lay.thread_slices[t] for t in g]
+        emit(f"    items = sorted(({', '.join(f'(s[{a}:{b}], {t})' for t, (a, b) in zip(g, sl))}))")
+        for pos, (a, b) in enumerate(sl):
+            emit(f"    n[{a}:{b}] = items[{pos}][0]")
+            emit(f"    perm[items[{pos}][1] + 1] = {g[pos] + 1}")
+    for k in owner_slots:
+        emit(f"    n[{k}] = perm.get(s[{k}], s[{k}])")
+    emit("    return tuple(n)")
