@@ -1,0 +1,18 @@
+"""The GTT manager of the design document: a drm_mm range allocator behind a
+spinlock; used_size is the allocator's own allocated_size."""
+from .geometry import range_allocator
+from .manager import ENODEV, ENOSPC, Profile, Workload, build
+
+PROFILE = Profile(
+    name="gtt", lock_kind="spinlock",
+    alloc_fn="drm_mm_insert_node_in_range", free_fn="drm_mm_remove_node",
+    init_fn="drm_mm_init", fini_fn="drm_mm_takedown",
+    retry_count=3, retry_delay_ms=5,                 # PDDGPU_GTT_ALLOC_RETRY_COUNT / _DELAY
+    alloc_codes=(0, -ENODEV, -ENOSPC), alloc_fail_code=-ENOSPC,   # err_free returns drm_mm's r
+    has_vres=False, has_vis=False, used_in_allocator=True, recover_resets_stats=False,
+)
+
+
+def make(options: dict, workload: Workload, size: int = 4, name: str = "gtt"):
+    """``size``: GTT aperture in pages."""
+    return build(PROFILE, range_allocator(size), options, workload, name)

@@ -1,0 +1,516 @@
+"""The PDDGPU memory managers as a transition system, step by step as the
+design document writes them (sections cited on every step), with each reading
+of an ambiguity and each fix a named option (see ``options.py``).
+
+``vram.py`` and ``gtt.py`` instantiate this with their lock kind, allocator,
+retry limit and return codes; everything they share lives here once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .builder import LOCK_NO_REACQUIRE, LOCK_OWNER_RELEASE, NO_SLEEP_UNDER_SPINLOCK, ProgramBuilder, owner_value
+from .expr import (Const, Local, Pc, Var, and_, bit, eq, implies, in_set, ite, ne, not_, or_, sum_)
+from .geometry import Geometry
+from .options import resolve
+from .program import Model, Property, ThreadDef, VarDecl
+
+# state word flags (document 1.1)
+INITIALIZING, READY, SHUTDOWN, ERROR = 0x01, 0x02, 0x04, 0x08
+DEV_SHUTDOWN = 0x01          # PDDGPU_DEVICE_STATE_SHUTDOWN; its value is not given
+ENODEV, ENOMEM, ENOSPC = 19, 12, 28
+
+# property names
+P = dict(
+    no_leak_at_fini="fini finds nothing allocated: no block left in the allocator, used and vis_usage back to 0, "
+                    "no free skipped",
+    no_lost_resource="no resource structure or block is lost: a failed alloc frees its vres, every thread ends "
+                     "holding nothing and no free was skipped",
+    used_matches_allocations="used is never negative and, whenever no call is in progress, equals the size of "
+                             "the blocks the allocator holds (vis_usage too, for VRAM)",
+    no_overlap="no two live allocations share a unit of memory",
+    no_double_free="a block is freed only while the allocator holds it",
+    no_foreign_free="a block is freed only into the allocator instance that handed it out",
+    no_allocator_use_after_fini="the allocator is used only while initialised: never after fini or a failed init",
+    no_reinit_of_live_allocator="recover never re-initialises an allocator that still holds live blocks",
+    no_buddy_metadata_leak="drm_buddy_init is only called on a torn-down allocator (else its free lists leak)",
+    shutdown_sticky="SHUTDOWN, once set in the manager's state word, is never cleared",
+    returns_without_lock="no call returns while still holding the manager lock",
+    error_serves_no_alloc="an allocation reaches the allocator only if the state it last checked had no ERROR",
+    documented_return_code="every call returns a code the document names",
+    stats_consistent="get_stats reports a possible snapshot: 0 <= used_size <= total_size and visible_used <= "
+                     "used_size",
+    no_data_race="no unlocked read of lock-protected allocator fields while another thread holds the lock",
+    **{LOCK_NO_REACQUIRE: "a lock is never acquired again by the thread that holds it",
+       LOCK_OWNER_RELEASE: "a lock is released only by its owner",
+       NO_SLEEP_UNDER_SPINLOCK: "no sleep (msleep, mutex_lock) while a spinlock is held"},
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What distinguishes the VRAM manager from the GTT manager."""
+    name: str
+    lock_kind: str                 # mutex | spinlock
+    alloc_fn: str
+    free_fn: str
+    init_fn: str
+    fini_fn: str
+    retry_count: int
+    retry_delay_ms: int
+    alloc_codes: tuple             # documented return codes of alloc (negated errnos and 0)
+    alloc_fail_code: int           # what alloc returns after the last retry
+    has_vres: bool                 # VRAM allocates a vres that the -ENOMEM path forgets to free
+    has_vis: bool                  # VRAM keeps vis_usage beside used
+    used_in_allocator: bool        # GTT's used_size is mm.allocated_size, kept by the allocator itself
+    recover_resets_stats: bool     # VRAM's recover resets used and vis_usage; GTT's relies on drm_mm_init
+
+
+@dataclass
+class Workload:
+    workers: list = field(default_factory=list)     # per worker: [("alloc", size) | ("free",)]
+    error_injectors: int = 0
+    recoverers: int = 0
+    stats_readers: int = 0
+    shutdown: bool = False
+    worker_loop: bool = False                       # workers repeat their operations forever
+
+
+class _Ctx:
+    def __init__(self, prof: Profile, geo: Geometry, opt: dict, workload: Workload):
+        self.prof, self.geo, self.opt, self.wl = prof, geo, opt, workload
+        self.spin = ("lock",) if prof.lock_kind == "spinlock" else ()
+
+    @property
+    def lk(self):
+        return self.prof.lock_kind
+
+    def stats_locked(self) -> bool:
+        return self.opt["stats_update_point"] == "under_lock" or self.opt["fix_stats_snapshot"]
+
+
+S = Var("state")
+DEV = Var("dev_state")
+MASK = Var("mask")
+USED = Var("used")
+VIS = Var("vis")
+RET = Local("ret")
+BLK = Local("blk")
+
+
+def _allocator_usable():
+    return and_(eq(Var("alive"), 1), eq(Var("finied"), 0))
+
+
+def _is_ready_steps(b: ProgramBuilder, c: _Ctx, label, ok, fail, *, fail_updates=(), ok_updates=(), section, call,
+                    fail_kind="plain", fail_code=""):
+    """1.2 is_ready: two separate atomic_reads as written, one with the fix.
+    Returns the entry label.  ``ok_updates`` get the last state read as
+    ``Local('seen')`` so the ERROR property can see what the check saw."""
+    seen = [(Local("seen"), S)]
+    if c.opt["fix_is_ready"]:
+        cond = eq(S & (READY | SHUTDOWN | ERROR | INITIALIZING), READY)
+        b.branch(label, [(cond, [*ok_updates, *seen], ok), (not_(cond), list(fail_updates), fail)],
+                 section=section, call=call, code="state = atomic_read(&mgr->state); ready = (state & (READY|SHUTDOWN|ERROR)) == READY;")
+        return label
+    if c.opt["is_ready_reads"] == 1:
+        cond = and_(bit(S, READY), not_(bit(S, SHUTDOWN)))
+        b.branch(label, [(cond, [*ok_updates, *seen], ok), (not_(cond), list(fail_updates), fail)],
+                 section=section, call=call, code="is_ready(mgr) (one read)")
+        return label
+    b.branch(label, [(bit(S, READY), [], label + "2"), (not_(bit(S, READY)), list(fail_updates), fail)],
+             section=section, call=call, code="atomic_read(&mgr->state) & STATE_READY")
+    b.branch(label + "2", [(not_(bit(S, SHUTDOWN)), [*ok_updates, *seen], ok),
+                           (bit(S, SHUTDOWN), list(fail_updates), fail)],
+             section=section, call=call, code="!(atomic_read(&mgr->state) & STATE_SHUTDOWN)")
+    return label
+
+
+def _return_step(b: ProgramBuilder, c: _Ctx, label, nxt, codes, call, updates=(), extra_asserts=()):
+    asserts = [("documented_return_code", in_set(RET, codes)),
+               ("returns_without_lock", ne(Var("lock"), owner_value()))] + list(extra_asserts)
+    b.go(label, nxt, list(updates), kind="return", call=call, asserts=asserts, code="return r;")
+
+
+def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
+    """Document 3.1-3.3: alloc of ``size`` units."""
+    prof, geo, opt = c.prof, c.geo, c.opt
+    p = f"op{k}.alloc."
+    call = f"op{k}:alloc({size})"
+    L = lambda s: p + s  # noqa: E731
+    vres = [(Local("vres"), 1)] if prof.has_vres else []
+    unvres = [(Local("vres"), 0)] if prof.has_vres else []
+    retry_state = opt["state_check_failure"] == "retry"
+
+    b.branch(L("dev_check"), [
+        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), (Local("retry"), 0)], L("return")),
+        (not_(bit(DEV, DEV_SHUTDOWN)), [(Local("retry"), 0)], L("mgr_check")),
+    ], section="3.1", call=call, code="if (atomic_read(&pdev->device_state) & SHUTDOWN) return -ENODEV;")
+    if retry_state:
+        _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("state_retry_sleep"), ok_updates=vres,
+                        section="3.2 / 4.2", call=call)
+        b.sleep(L("state_retry_sleep"), L("dev_check"), section="4.2", call=call,
+                code="msleep(); /* 状态检查失败时重试 */")
+    else:
+        _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("return"), fail_updates=[(RET, -ENODEV)],
+                        ok_updates=vres, section="3.2", call=call)
+    b.acquire(L("lock"), "lock", L("recheck"), c.lk, section="3.3", call=call,
+              code=f"retry_alloc: {'mutex' if c.lk == 'mutex' else 'spin'}_lock(&mgr->lock);")
+    _is_ready_steps(b, c, L("recheck"), L("alloc_call"), L("recheck_unlock"), section="3.3", call=call)
+    b.release(L("recheck_unlock"), "lock", L("return"), c.lk, updates=[(RET, -ENODEV), *unvres],
+              section="3.3", call=call, code="unlock; kfree(vres); return -ENODEV; /* state changed */")
+
+    fit = geo.first_fit(MASK, size)
+    ok_updates = [(MASK, MASK | geo.bit_of(fit)), (BLK, fit), (Local("bgen"), Var("gen")), (Local("r"), 0)]
+    if prof.used_in_allocator:
+        ok_updates.append((USED, USED + size))
+    b.branch(L("alloc_call"), [
+        (fit >= 0, ok_updates, L("ok_stats") if c.stats_locked() else L("ok_unlock")),
+        (fit < 0, [(Local("r"), -ENOSPC)], L("fail_check") if _holds(c) else L("fail_unlock")),
+    ], section="3.3", call=call, kind="alloc", code=f"r = {prof.alloc_fn}(&mgr->mm, ...);",
+        asserts=[("no_allocator_use_after_fini", _allocator_usable()),
+                 ("error_serves_no_alloc", eq(Local("seen") & ERROR, 0))])
+
+    # success: statistics (2.1 atomic64) and unlock, in the order the reading says
+    stats = _stat_updates(c, +size)
+    if c.stats_locked():
+        _stat_chain(b, c, L("ok_stats"), stats, L("ok_unlock"), call)
+        b.release(L("ok_unlock"), "lock", L("return"), c.lk, updates=[(RET, 0)], section="3.3", call=call)
+    else:
+        b.release(L("ok_unlock"), "lock", L("ok_stats"), c.lk, updates=[(RET, 0)], section="3.3", call=call)
+        _stat_chain(b, c, L("ok_stats"), stats, L("return"), call)
+
+    # failure: 3.3 retry with msleep, then the final error
+    if not _holds(c):
+        b.release(L("fail_unlock"), "lock", L("fail_check"), c.lk, section="3.3", call=call)
+    b.branch(L("fail_check"), [
+        (Local("retry") + 1 < prof.retry_count, [(Local("retry"), Local("retry") + 1)], L("retry_sleep")),
+        (Local("retry") + 1 >= prof.retry_count, [(Local("retry"), Local("retry") + 1)], L("fail")),
+    ], section="3.3", call=call, code=f"if (++retry_count < RETRY_COUNT /* {prof.retry_count} */)")
+    b.sleep(L("retry_sleep"), L("lock"), section="3.3", call=call,
+            code=f"msleep({prof.retry_delay_ms}); goto retry_alloc;")
+    fail_updates = [(RET, prof.alloc_fail_code)]
+    if prof.has_vres and opt["fix_retry_unlock"]:
+        fail_updates += unvres
+    if not prof.has_vres:
+        fail_updates += []      # GTT: err_free frees the node
+    if opt["set_error_on_alloc_failure"]:
+        fail_updates.append((S, S | ERROR))
+    b.go(L("fail"), L("return"), fail_updates, section="3.3" + (" / 3.1 错误检测" if opt["set_error_on_alloc_failure"] else ""),
+         call=call, code="return -ENOMEM;" if prof.has_vres else "goto err_free; /* return r */")
+
+    lost_vres = [("no_lost_resource", implies(ne(RET, 0), eq(Local("vres"), 0)))] if prof.has_vres else []
+    _return_step(b, c, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres)
+
+
+def _holds(c: _Ctx) -> bool:
+    """Does the failure path keep the lock through the retry (as printed)?"""
+    return c.opt["retry_holds_lock"] and not c.opt["fix_retry_unlock"]
+
+
+def _stat_updates(c: _Ctx, delta: int):
+    if c.prof.used_in_allocator:
+        return []
+    out = [(USED, "atomic64_add(size, &mgr->used);" if delta > 0 else "atomic64_sub(size, &mgr->used);")]
+    if c.prof.has_vis:
+        out.append((VIS, "atomic64_add(size, &mgr->vis_usage);" if delta > 0 else "atomic64_sub(size, &mgr->vis_usage);"))
+    return [(v, v + delta, code) for v, code in out]
+
+
+def _stat_chain(b, c, label, stats, nxt, call):
+    if not stats:
+        b.go(label, nxt, [], section="6", call=call, code="/* used_size is mm.allocated_size */")
+        return
+    for i, (var, value, code) in enumerate(stats):
+        here = label if i == 0 else f"{label}{i + 1}"
+        after = nxt if i == len(stats) - 1 else f"{label}{i + 2}"
+        b.go(here, after, [(var, value)], section="2.1 / 6", call=call, code=code)
+
+
+def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
+    """Document 4.1-4.2: free of the block this worker holds (no call if none)."""
+    prof, geo, opt = c.prof, c.geo, c.opt
+    p = f"op{k}.free."
+    call = f"op{k}:free"
+    L = lambda s: p + s  # noqa: E731
+    skip = [(Var("lost"), Var("lost") + 1), (BLK, -1)]   # the BO is gone, its block is not
+    first = L("lock") if opt["fix_free_always_releases"] else L("dev_check")
+    b.branch(L("entry"), [(BLK >= 0, [], first), (BLK < 0, [], nxt)], section="4", code="if (!res) return;")
+    if not opt["fix_free_always_releases"]:
+        b.branch(L("dev_check"), [
+            (bit(DEV, DEV_SHUTDOWN), skip, L("skipped")),
+            (not_(bit(DEV, DEV_SHUTDOWN)), [], L("mgr_check")),
+        ], section="4.1", call=call, code="if (atomic_read(&pdev->device_state) & SHUTDOWN) return; /* skip free */")
+        _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("skipped"), fail_updates=skip, section="4.1", call=call)
+    b.acquire(L("lock"), "lock", L("recheck") if not opt["fix_free_always_releases"] else L("free_call"), c.lk,
+              section="4.2", call=call)
+    if not opt["fix_free_always_releases"]:
+        _is_ready_steps(b, c, L("recheck"), L("free_call"), L("recheck_unlock"), section="4.2", call=call)
+        b.release(L("recheck_unlock"), "lock", L("skipped"), c.lk, updates=skip, section="4.2", call=call,
+                  code="unlock; return; /* state changed during free */")
+    size = geo.size_of(BLK)
+    # the block leaves the worker in the same step it leaves the allocator; its size is kept for the stats
+    upd = [(MASK, MASK & ~geo.bit_of(BLK)), (BLK, -1), (Local("fsz"), size)]
+    if prof.used_in_allocator:
+        upd.append((USED, USED - size))
+    b.go(L("free_call"), L("stats") if c.stats_locked() else L("unlock"), upd, kind="free", call=call,
+         section="4.2", code=f"{prof.free_fn}(&mgr->mm, ...);",
+         asserts=[("no_allocator_use_after_fini", _allocator_usable()),
+                  ("no_foreign_free", eq(Local("bgen"), Var("gen"))),
+                  ("no_double_free", geo.has(MASK, BLK))])
+    stats = [(v, v - Local("fsz"), code) for v, _, code in _stat_updates(c, -1)]
+    if c.stats_locked():
+        _stat_chain(b, c, L("stats"), stats, L("unlock"), call)
+        b.release(L("unlock"), "lock", L("return"), c.lk, section="4.2", call=call)
+    else:
+        b.release(L("unlock"), "lock", L("stats"), c.lk, section="4.2", call=call)
+        _stat_chain(b, c, L("stats"), stats, L("return"), call)
+    freed = [(Local("vres"), 0)] if prof.has_vres else []
+    b.go(L("return"), nxt, freed, kind="return", call=call, code="return;",
+         asserts=[("returns_without_lock", ne(Var("lock"), owner_value()))])
+    b.go(L("skipped"), nxt, [(Local("vres"), 0)] if prof.has_vres else [], kind="return", call=call,
+         code="return; /* block and resource leaked */",
+         asserts=[("returns_without_lock", ne(Var("lock"), owner_value()))])
+
+
+def _worker(c: _Ctx, ops) -> ProgramBuilder:
+    b = ProgramBuilder("worker", c.spin)
+    for name, bits, init in (("ret", 8, 0), ("retry", 8, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0),
+                             ("seen", 8, 0)):
+        b.local(name, bits, init)
+    if c.prof.has_vres:
+        b.local("vres", 2, 0)
+    n = len(ops)
+    for k, op in enumerate(ops):
+        nxt = f"op{k + 1}.{ops[k + 1][0]}.{'dev_check' if ops[k + 1][0] == 'alloc' else 'entry'}" if k + 1 < n else (
+            ("op0.alloc.dev_check" if ops[0][0] == "alloc" else "op0.free.entry") if c.wl.worker_loop else "done")
+        if op[0] == "alloc":
+            _alloc(b, c, k, op[1], nxt)
+        else:
+            _free(b, c, k, nxt)
+    return b
+
+
+def _recoverer(c: _Ctx) -> ProgramBuilder:
+    """Document 5.1 pddgpu_*_mgr_recover."""
+    prof, opt = c.prof, c.opt
+    b = ProgramBuilder("recoverer", c.spin)
+    b.local("ret", 8, 0)
+    b.local("r", 8, 0)
+    call = "recover"
+    fix_state, fix_reinit = opt["fix_recover_state"], opt["fix_recover_reinit"]
+    b.branch("dev_check", [
+        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV)], "return"),
+        (not_(bit(DEV, DEV_SHUTDOWN)), [], "lock" if fix_state else "clear_error"),
+    ], section="5.1", call=call, code="if (device_state & SHUTDOWN) return -ENODEV;")
+    if not fix_state:
+        b.go("clear_error", "lock", [(S, S & ~ERROR)], section="5.1 / 2.2", call=call,
+             code="pddgpu_mgr_clear_error(mgr); /* atomic_and(~ERROR) */")
+        b.acquire("lock", "lock", "init", c.lk, section="5.1", call=call)
+    else:
+        b.acquire("lock", "lock", "shutdown_check", c.lk, section="5.1", call=call)
+        b.branch("shutdown_check", [
+            (bit(S, SHUTDOWN), [(Local("r"), -ENODEV)], "unlock"),
+            (not_(bit(S, SHUTDOWN)), [], "init"),
+        ], section="5.1 (fix)", call=call, code="if (atomic_read(&mgr->state) & SHUTDOWN) { r = -ENODEV; goto out; }")
+
+    fresh = [(MASK, 0), (Var("gen"), Var("gen") + 1), (Var("alive"), 1), (Local("r"), 0)]
+    if prof.used_in_allocator:
+        fresh.append((USED, 0))
+    failed = [(MASK, 0), (Var("alive"), 0), (Local("r"), -ENOMEM)]
+    after_init = "set_state" if fix_state else "unlock"
+    if fix_reinit:
+        # tear down and re-create only an empty allocator; statistics reset in the same critical section
+        reset = [(USED, 0)] + ([(VIS, 0)] if prof.has_vis else [])
+        cases = [(ne(MASK, 0), [(Local("r"), 0)], after_init, "live blocks: keep the allocator"),
+                 (eq(MASK, 0), fresh + reset, after_init)]
+        if opt["init_can_fail"]:
+            cases.append((eq(MASK, 0), failed + reset, after_init, "init fails"))
+        b.branch("init", cases, section="5.1 (fix)", call=call, kind="init",
+                 code=f"if (!live_blocks) {{ {prof.fini_fn}(); r = {prof.init_fn}(...); reset stats; }}",
+                 asserts=[("no_allocator_use_after_fini", eq(Var("finied"), 0))])
+    else:
+        cases = [(Const(1), fresh, after_init)]
+        if opt["init_can_fail"]:
+            cases.append((Const(1), failed, after_init, "init fails"))
+        asserts = [("no_reinit_of_live_allocator", eq(MASK, 0)),
+                   ("no_allocator_use_after_fini", eq(Var("finied"), 0))]
+        if prof.name == "vram":
+            asserts.append(("no_buddy_metadata_leak", eq(Var("alive"), 0)))
+        b.branch("init", cases, section="5.1", call=call, kind="init",
+                 code=f"r = {prof.init_fn}(&mgr->mm, ...);", asserts=asserts)
+    if fix_state:
+        b.branch("set_state", [
+            (eq(Local("r"), 0), [(S, (S & ~ERROR) | READY)], "unlock"),
+            (ne(Local("r"), 0), [], "unlock"),
+        ], section="5.1 (fix)", call=call,
+            code="if (!r) atomic_cmpxchg(&mgr->state, old, (old & ~ERROR) | READY);")
+    b.release("unlock", "lock", "check_r", c.lk, section="5.1", call=call)
+    reset_next = "reset_used" if (prof.recover_resets_stats and not fix_reinit) else ("set_ready" if not fix_state else "ok")
+    b.branch("check_r", [
+        (and_(ne(Local("r"), 0), ne(Local("r"), -ENODEV)), [(RET, Local("r"))], "set_error"),
+        (eq(Local("r"), -ENODEV), [(RET, -ENODEV)], "return"),
+        (eq(Local("r"), 0), [], reset_next),
+    ], section="5.1", call=call, code="if (r) { set_error(mgr); return r; }")
+    b.go("set_error", "return", [(S, S | ERROR)], section="5.1 / 2.1", call=call,
+         code="pddgpu_mgr_set_error(mgr);")
+    if prof.recover_resets_stats and not fix_reinit:
+        b.go("reset_used", "reset_vis" if prof.has_vis else ("set_ready" if not fix_state else "ok"), [(USED, 0)],
+             section="5.1", call=call, code="atomic64_set(&mgr->used, 0);")
+        if prof.has_vis:
+            b.go("reset_vis", "set_ready" if not fix_state else "ok", [(VIS, 0)], section="5.1", call=call,
+                 code="atomic64_set(&mgr->vis_usage, 0);")
+    if not fix_state:
+        b.go("set_ready", "ok", [(S, READY)], section="5.1", call=call,
+             code="atomic_set(&mgr->state, STATE_READY); /* plain store */")
+    b.go("ok", "return", [(RET, 0)], section="5.1", call=call, code="return 0;")
+    _return_step(b, c, "return", "done", (0, -ENODEV, -ENOMEM), call)
+    return b
+
+
+def _injector(c: _Ctx) -> ProgramBuilder:
+    b = ProgramBuilder("injector", c.spin)
+    b.go("set_error", "done", [(S, S | ERROR)], section="2.1", call="set_error",
+         code="atomic_or(STATE_ERROR, &mgr->state);")
+    return b
+
+
+def _stats_reader(c: _Ctx) -> ProgramBuilder:
+    """Document 6.2 get_stats: separate unlocked reads, as written."""
+    prof, geo = c.prof, c.geo
+    b = ProgramBuilder("stats", c.spin)
+    for n in ("s_used", "s_vis", "s_state"):
+        b.local(n, 64 if n != "s_state" else 8, 0)
+    call = "get_stats"
+    total = geo.units
+    consistent = and_(Local("s_used") >= 0, Local("s_used") <= total,
+                      Local("s_vis") <= Local("s_used") if prof.has_vis else Const(1))
+    if c.opt["fix_stats_snapshot"]:
+        b.acquire("lock", "lock", "read", c.lk, section="6.2 (fix)", call=call)
+        b.go("read", "unlock", [(Local("s_used"), USED), (Local("s_vis"), VIS if prof.has_vis else 0),
+                                (Local("s_state"), S)], section="6.2 (fix)", call=call,
+             code="snapshot used, vis_usage, state under the lock")
+        b.release("unlock", "lock", "report", c.lk, section="6.2 (fix)", call=call)
+    else:
+        race = [("no_data_race", or_(eq(Var("lock"), 0), eq(Var("lock"), owner_value())))] \
+            if prof.used_in_allocator else []
+        b.go("read_used", "read_vis" if prof.has_vis else "read_state", [(Local("s_used"), USED)],
+             section="6.2", call=call, asserts=race,
+             code="stats->used_size = " + ("mgr->mm.allocated_size << PAGE_SHIFT;" if prof.used_in_allocator
+                                           else "atomic64_read(&mgr->used);"))
+        if prof.has_vis:
+            b.go("read_vis", "read_state", [(Local("s_vis"), VIS)], section="6.2", call=call,
+                 code="stats->visible_used = atomic64_read(&mgr->vis_usage);")
+        b.go("read_state", "report", [(Local("s_state"), S)], section="6.2", call=call,
+             code="stats->state = atomic_read(&mgr->state);")
+    b.go("report", "done", [], kind="return", call=call, section="6.2", code="return; /* caller reads *stats */",
+         asserts=[("stats_consistent", consistent)])
+    return b
+
+
+def _fini(c: _Ctx, others) -> ProgramBuilder:
+    """The shutdown path the document implies: device SHUTDOWN, manager
+    SHUTDOWN, then the allocator torn down and what is left reported."""
+    prof, opt = c.prof, c.opt
+    b = ProgramBuilder("fini", c.spin)
+    call = "fini"
+    b.go("dev_shutdown", "mgr_shutdown", [(DEV, DEV | DEV_SHUTDOWN)], section="3.1 / 4.1 (implied)", call=call,
+         code="atomic_or(DEVICE_STATE_SHUTDOWN, &pdev->device_state);")
+    after_flag = "lock" if (opt["fix_fini_evicts"] or opt["fini_takes_lock"]) else "teardown"
+    b.go("mgr_shutdown", "drain" if not opt["fini_concurrent"] else after_flag,
+         [(S, S | SHUTDOWN), (Var("shutdown_seen"), 1)], section="2.2 (READY -> SHUTDOWN)", call=call,
+         code="atomic_or(STATE_SHUTDOWN, &mgr->state);")
+    if not opt["fini_concurrent"]:
+        # users are gone (their BOs released) before the manager is torn down
+        all_done = and_(*(eq(Pc(t), done) for t, done in others))
+        b.branch("drain", [(all_done, [], after_flag)], section="(implied)", call=call,
+                 code="/* wait until every user has returned */")
+    leak_free = and_(eq(MASK, 0), eq(USED, 0), eq(VIS, 0) if prof.has_vis else Const(1), eq(Var("lost"), 0))
+    teardown = [(Var("alive"), 0), (Var("finied"), 1), (MASK, 0)]
+    td_asserts = [("no_leak_at_fini", leak_free), ("no_allocator_use_after_fini", eq(Var("finied"), 0))]
+    if opt["fix_fini_evicts"]:
+        b.acquire("lock", "lock", "evict_check", c.lk, section="(fini, fix)", call=call)
+        b.branch("evict_check", [(eq(MASK, 0), [], "teardown"), (ne(MASK, 0), [], "evict_unlock")],
+                 section="(fini, fix)", call=call, code="if (live blocks) { unlock; wait; retry; }")
+        b.release("evict_unlock", "lock", "evict_wait", c.lk, section="(fini, fix)", call=call)
+        b.branch("evict_wait", [(eq(MASK, 0), [], "lock")], section="(fini, fix)", call=call,
+                 code="wait_event(mgr->idle, no live blocks);")
+        b.go("teardown", "unlock", teardown, section="(fini)", call=call, kind="fini",
+             code=f"{prof.fini_fn}(&mgr->mm); /* reports leaks */", asserts=td_asserts)
+        b.release("unlock", "lock", "done", c.lk, section="(fini, fix)", call=call)
+    elif opt["fini_takes_lock"]:
+        b.acquire("lock", "lock", "teardown", c.lk, section="(fini)", call=call)
+        b.go("teardown", "unlock", teardown, section="(fini)", call=call, kind="fini",
+             code=f"{prof.fini_fn}(&mgr->mm);", asserts=td_asserts)
+        b.release("unlock", "lock", "done", c.lk, section="(fini)", call=call)
+    else:
+        b.go("teardown", "done", teardown, section="(fini)", call=call, kind="fini",
+             code=f"{prof.fini_fn}(&mgr->mm); /* no lock */", asserts=td_asserts)
+    return b
+
+
+def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name: str | None = None) -> Model:
+    opt = resolve(options)
+    c = _Ctx(prof, geo, opt, workload)
+    shared = [
+        VarDecl("dev_state", 8, 0, "flags", "pdev->device_state"),
+        VarDecl("state", 8, READY, "flags", "mgr->state (INITIALIZING 1, READY 2, SHUTDOWN 4, ERROR 8)"),
+        VarDecl("lock", 8, 0, "owner", f"mgr->lock ({prof.lock_kind}): owner thread + 1, 0 when free"),
+        VarDecl("mask", geo.mask_bits, 0, "mask", f"{prof.name} allocator contents: bit i = candidate block i allocated"),
+        VarDecl("alive", 2, 1, "bool", "allocator initialised"),
+        VarDecl("gen", 8, 0, "int", "allocator instance (incremented by every re-init)"),
+        VarDecl("used", 64, 0, "int", "mgr->used" if not prof.used_in_allocator else "mgr->mm.allocated_size"),
+        VarDecl("vis", 64, 0, "int", "mgr->vis_usage"),
+        VarDecl("lost", 8, 0, "int", "ghost: frees skipped (their block and resource leaked)"),
+        VarDecl("shutdown_seen", 2, 0, "bool", "ghost: SHUTDOWN was set"),
+        VarDecl("finied", 2, 0, "bool", "ghost: the allocator was torn down by fini"),
+    ]
+    threads = []
+    for i, ops in enumerate(workload.workers):
+        key = "worker:" + ",".join(f"{o[0]}{o[1] if len(o) > 1 else ''}" for o in ops)
+        threads.append(ThreadDef(f"w{i}", _worker(c, ops).build(), group=key))
+    for i in range(workload.error_injectors):
+        threads.append(ThreadDef(f"inj{i}", _injector(c).build(), group="injector"))
+    for i in range(workload.recoverers):
+        threads.append(ThreadDef(f"rec{i}", _recoverer(c).build(), group="recoverer"))
+    for i in range(workload.stats_readers):
+        threads.append(ThreadDef(f"stats{i}", _stats_reader(c).build(), group="stats"))
+    if workload.shutdown:
+        others = [(t, len(th.program.steps)) for t, th in enumerate(threads)]
+        threads.append(ThreadDef("fini", _fini(c, others).build()))
+
+    props = {n: Property(n, "assertion", d) for n, d in P.items()}
+    W = [i for i, t in enumerate(threads) if t.program.role == "worker"]
+
+    props["shutdown_sticky"] = Property("shutdown_sticky", "invariant", P["shutdown_sticky"],
+                                        implies(eq(Var("shutdown_seen"), 1), bit(S, SHUTDOWN)), "2.2")
+    # overlap only among blocks of the same allocator instance would hide the re-init defect: compare all
+    pairs = [and_(ge0(i), ge0(j), geo.overlap(Local("blk", i), Local("blk", j))) for a, i in enumerate(W)
+             for j in W[a + 1:]]
+    props["no_overlap"] = Property("no_overlap", "invariant", P["no_overlap"], not_(or_(*pairs)) if pairs else Const(1))
+    idle = []
+    for t, th in enumerate(threads):
+        busy_pcs = [pc for pc, st in enumerate(th.program.steps) if st.call is not None]
+        idle.append(and_(*(ne(Pc(t), pc) for pc in busy_pcs)))
+    quiet = and_(*idle)
+    units = geo.allocated_units(MASK)
+    matches = and_(eq(USED, units), eq(VIS, units) if prof.has_vis else Const(1))
+    props["used_matches_allocations"] = Property(
+        "used_matches_allocations", "invariant", P["used_matches_allocations"],
+        and_(USED >= 0, implies(and_(quiet, eq(Var("alive"), 1)), matches)), "2.1 / 6")
+    holds_nothing = and_(eq(Var("lost"), 0), *(
+        and_(eq(Local("blk", t), -1), eq(Local("vres", t), 0) if prof.has_vres else Const(1)) for t in W))
+    props["no_lost_resource"] = Property("no_lost_resource", "final", P["no_lost_resource"], holds_nothing)
+    for n in list(props):
+        if props[n].kind == "assertion":
+            props[n] = Property(n, "assertion", props[n].description)
+    model = Model(name or prof.name, tuple(shared), tuple(threads), props,
+                  {"lock": prof.lock_kind}, opt, doc=f"PDDGPU {prof.name.upper()} manager")
+    model.geometry = geo
+    model.profile = prof
+    model.workload = workload
+    return model
+
+
+def ge0(t):
+    return Local("blk", t) >= 0

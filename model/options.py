@@ -1,0 +1,86 @@
+"""Every choice the design document leaves open (a *reading*) and every fix of
+a defect we found (a *fix*), as named options of the manager models.  A spec
+sets them by name; nothing here is chosen silently."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    kind: str            # "reading" | "fix"
+    default: object
+    choices: tuple       # allowed values
+    section: str
+    text: str
+
+
+_R, _F = "reading", "fix"
+BOOL = (False, True)
+
+OPTIONS = {o.name: o for o in [
+    # readings: the document is silent or ambiguous here
+    Option("retry_holds_lock", _R, False, BOOL, "VRAM/GTT 3.3",
+           "The printed retry code sleeps and jumps back to retry_alloc (and returns -ENOMEM / goes to "
+           "err_free) with no unlock between the lock and the retry block. true: the lock is still held "
+           "there, as printed; false: the elided allocator call is followed by an unlock."),
+    Option("stats_update_point", _R, "after_unlock", ("after_unlock", "under_lock"), "VRAM 6 / 2.1",
+           "Where alloc and free update the atomic64 statistics (not shown): after the unlock (as amdgpu "
+           "does for vis_usage) or inside the critical section."),
+    Option("state_check_failure", _R, "return", ("return", "retry"), "3.2 / 4.2 (状态重试)",
+           "What alloc does when the pre-lock manager check fails: return -ENODEV as the code shows, or "
+           "sleep and retry the checks as the text 'state retry' says."),
+    Option("set_error_on_alloc_failure", _R, False, BOOL, "3.1 (错误检测)",
+           "The text says allocation failure sets the error state; the code does not show it."),
+    Option("fini_concurrent", _R, False, BOOL, "(implied fini)",
+           "Whether manager fini may run while alloc/free/recover calls are still in flight. false: fini "
+           "starts once every other thread has returned (after setting device SHUTDOWN)."),
+    Option("fini_takes_lock", _R, False, BOOL, "(implied fini)",
+           "Whether fini tears the allocator down under the manager's lock."),
+    Option("init_can_fail", _R, False, BOOL, "5.1",
+           "Whether drm_buddy_init / drm_mm_init in recover can fail (e.g. -ENOMEM)."),
+    Option("is_ready_reads", _R, 2, (1, 2), "1.2",
+           "is_ready reads the state word twice, as written (2), or once (1)."),
+    # fixes: each one repairs one defect and is turned on by name
+    Option("fix_free_always_releases", _F, False, BOOL, "4.1 / 4.2",
+           "free never returns early while it holds a block: it takes the lock and returns the block "
+           "whatever the device or manager state (the free-during-shutdown and free-during-error leaks)."),
+    Option("fix_fini_evicts", _F, False, BOOL, "(fini)",
+           "fini marks the manager SHUTDOWN, waits under the lock until no block is live (evicts), and "
+           "only then tears the allocator down, under the lock (as amdgpu does)."),
+    Option("fix_is_ready", _F, False, BOOL, "1.2",
+           "is_ready reads the state word once and also rejects ERROR (and INITIALIZING)."),
+    Option("fix_recover_reinit", _F, False, BOOL, "5.1",
+           "recover re-initialises the allocator only when no block is live, tears it down first, and "
+           "resets the statistics in the same critical section."),
+    Option("fix_recover_state", _F, False, BOOL, "5.1 / 2.2",
+           "recover clears ERROR and sets READY last, under the lock, with a compare-and-exchange that "
+           "fails if SHUTDOWN is set, instead of clear_error first and a plain atomic_set(READY)."),
+    Option("fix_retry_unlock", _F, False, BOOL, "3.3",
+           "The failure path unlocks before sleeping or returning, and frees vres before -ENOMEM."),
+    Option("fix_stats_snapshot", _F, False, BOOL, "6.2",
+           "Statistics are updated inside the critical section and get_stats reads them under the lock."),
+]}
+
+
+class OptionError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def resolve(given: dict) -> dict:
+    """Defaults filled in; unknown names or values rejected with the field named."""
+    out = {n: o.default for n, o in OPTIONS.items()}
+    for k, v in given.items():
+        if k not in OPTIONS:
+            raise OptionError(k, f"unknown option '{k}' (known: {', '.join(sorted(OPTIONS))})")
+        o = OPTIONS[k]
+        if v not in o.choices or type(v) is not type(o.default):
+            raise OptionError(k, f"option '{k}' must be one of {list(o.choices)}, not {v!r}")
+        out[k] = v
+    return out
+
+
+ALL_FIXES = {n: True for n, o in OPTIONS.items() if o.kind == _F}

@@ -1,0 +1,18 @@
+"""The VRAM manager of the design document: a drm_buddy allocator behind a
+mutex, statistics in atomic64 counters (used, vis_usage)."""
+from .geometry import buddy
+from .manager import ENODEV, ENOMEM, Profile, Workload, build
+
+PROFILE = Profile(
+    name="vram", lock_kind="mutex",
+    alloc_fn="drm_buddy_alloc_blocks", free_fn="drm_buddy_free_list",
+    init_fn="drm_buddy_init", fini_fn="drm_buddy_fini",
+    retry_count=3, retry_delay_ms=10,                # PDDGPU_VRAM_ALLOC_RETRY_COUNT / _DELAY
+    alloc_codes=(0, -ENODEV, -ENOMEM), alloc_fail_code=-ENOMEM,
+    has_vres=True, has_vis=True, used_in_allocator=False, recover_resets_stats=True,
+)
+
+
+def make(options: dict, workload: Workload, size: int = 4, name: str = "vram"):
+    """``size``: VRAM in minimum blocks (a power of two)."""
+    return build(PROFILE, buddy(size), options, workload, name)
