@@ -1,0 +1,467 @@
+import random
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pddgpu_verify.pddgpu.buddy import (
+    CONTIGUOUS_ALLOCATION,
+    RANGE_ALLOCATION,
+    TOPDOWN_ALLOCATION,
+    Block,
+    BlockState,
+    BuddyAllocator,
+)
+from pddgpu_verify.pddgpu.errors import EINVAL, ENOSPC, AllocatorBug, AllocError
+
+C = 4096  # chunk size used throughout
+
+
+def snapshot(mm):
+    """Structural picture of the whole tree: equal snapshots mean equal allocators."""
+    nodes = []
+    stack = list(mm.roots)
+    while stack:
+        b = stack.pop()
+        nodes.append((b.offset, b.order, b.state))
+        if b.is_split:
+            stack += (b.left, b.right)
+    return sorted(nodes, key=lambda t: (t[0], t[1])), mm.avail, [id(b) for b in mm.allocated_blocks()]
+
+
+def alloc(mm, size, min_block=C, flags=0, start=0, end=None):
+    return mm.alloc_blocks(start, mm.size if end is None else end, size, min_block, flags)
+
+
+def check_blocks(mm):
+    mm.check_invariants()
+    blocks = list(mm.allocated_blocks())
+    for b in blocks:
+        assert b.offset % b.size == 0
+        assert b.is_allocated
+    for a, b in zip(blocks, blocks[1:]):
+        assert a.end <= b.offset
+    assert mm.avail + sum(b.size for b in blocks) == mm.size
+
+
+def expect_errno(errno, fn, *args, **kwargs):
+    with pytest.raises(AllocError) as exc:
+        fn(*args, **kwargs)
+    assert exc.value.errno == errno
+    return exc.value
+
+
+# -- construction ----------------------------------------------------------
+
+
+def test_power_of_two_size_has_single_root():
+    mm = BuddyAllocator(16 * C, C)
+    assert [(r.offset, r.order) for r in mm.roots] == [(0, 4)]
+    assert mm.avail == mm.size == 16 * C
+    assert mm.max_order == 4
+
+
+def test_non_power_of_two_size_uses_several_roots_largest_first():
+    mm = BuddyAllocator(13 * C + 100, C)  # rounded down to 13 chunks
+    assert mm.size == 13 * C
+    assert [(r.offset, r.size) for r in mm.roots] == [(0, 8 * C), (8 * C, 4 * C), (12 * C, C)]
+    assert all(r.buddy is None for r in mm.roots)
+    assert list(mm.iter_free_blocks()) == list(mm.roots)
+    blocks = alloc(mm, 13 * C)
+    assert sum(b.size for b in blocks) == 13 * C and mm.avail == 0
+    mm.free_blocks(blocks)
+    assert [r.is_free for r in mm.roots] == [True, True, True]
+
+
+@pytest.mark.parametrize("size,chunk", [(16 * C, 3 * C), (16 * C, 2048), (C - 1, C), (0, C), (16 * C, 0)])
+def test_invalid_construction(size, chunk):
+    expect_errno(EINVAL, BuddyAllocator, size, chunk)
+
+
+# -- exhaustion, fragmentation, merging ------------------------------------
+
+
+def test_exhaustion_leaves_allocator_unchanged():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = [alloc(mm, C) for _ in range(16)]
+    assert mm.avail == 0
+    before = snapshot(mm)
+    expect_errno(ENOSPC, alloc, mm, C)
+    assert snapshot(mm) == before
+    for bl in blocks:
+        mm.free_blocks(bl)
+    assert mm.avail == mm.size
+
+
+def test_partial_fit_is_rolled_back():
+    # 6 chunks free but split across pieces that cannot all be used at
+    # min_block 2 chunks: the first blocks succeed, the last fails.
+    mm = BuddyAllocator(16 * C, C)
+    singles = sorted((alloc(mm, C)[0] for _ in range(16)), key=lambda b: b.offset)
+    keep = {0, 2, 4, 6, 7, 8, 9}  # frees chunks 1, 3, 5 and 10..15
+    mm.free_blocks([b for i, b in enumerate(singles) if i not in keep])
+    before = snapshot(mm)
+    assert mm.avail == 9 * C
+    expect_errno(ENOSPC, alloc, mm, 8 * C, 2 * C)
+    assert snapshot(mm) == before
+    check_blocks(mm)
+
+
+def test_fragmentation_blocks_large_requests_but_not_small_ones():
+    mm = BuddyAllocator(16 * C, C)
+    singles = sorted((alloc(mm, C)[0] for _ in range(16)), key=lambda b: b.offset)
+    mm.free_blocks(singles[::2])  # every other chunk free: no two free buddies
+    assert mm.avail == 8 * C
+    before = snapshot(mm)
+    expect_errno(ENOSPC, alloc, mm, 2 * C, 2 * C)
+    expect_errno(ENOSPC, alloc, mm, 2 * C, C, CONTIGUOUS_ALLOCATION)
+    assert snapshot(mm) == before
+    got = alloc(mm, 8 * C, C)
+    assert len(got) == 8 and mm.avail == 0
+
+
+def test_freeing_everything_merges_back_to_single_root():
+    mm = BuddyAllocator(64 * C, C)
+    initial = snapshot(mm)
+    rng = random.Random(1)
+    allocs = [alloc(mm, rng.choice([1, 2, 3, 4]) * C) for _ in range(20)]
+    check_blocks(mm)
+    rng.shuffle(allocs)
+    for bl in allocs:
+        mm.free_blocks(bl)
+        check_blocks(mm)
+    assert snapshot(mm) == initial
+    (root,) = mm.roots
+    assert root.is_free and root.left is None and root.right is None
+
+
+def test_scattered_allocation_returns_blocks_of_at_least_min_block():
+    mm = BuddyAllocator(64 * C, C)
+    blocks = alloc(mm, 5 * C)
+    assert [b.size for b in blocks] == [4 * C, C]
+    blocks = alloc(mm, 5 * C, 2 * C)  # rounded up to 6 chunks
+    assert [b.size for b in blocks] == [4 * C, 2 * C]
+    assert all(b.offset % (2 * C) == 0 for b in blocks)
+    assert mm.avail == 64 * C - 11 * C
+
+
+# -- placement -------------------------------------------------------------
+
+
+def test_default_is_best_fit_and_topdown_takes_highest_address():
+    mm = BuddyAllocator(16 * C, C)
+    alloc(mm, C, start=0, end=C)  # fixed range: pins chunk 0
+    # Free now: order0@1, order1@2, order2@4, order3@8 (in chunks).
+    (best,) = alloc(mm, C)
+    assert best.offset == 1 * C
+    (top,) = alloc(mm, C, flags=TOPDOWN_ALLOCATION)
+    assert top.offset == 15 * C
+    check_blocks(mm)
+
+
+def test_default_placement_descends_right_like_drm_buddy():
+    mm = BuddyAllocator(16 * C, C)
+    (b,) = alloc(mm, C)
+    assert b.offset == 15 * C
+    assert b.buddy.offset == 14 * C and b.buddy.is_free
+    assert b.parent.is_split
+
+
+def test_range_allocation_stays_inside_window():
+    mm = BuddyAllocator(64 * C, C)
+    blocks = alloc(mm, 6 * C, flags=RANGE_ALLOCATION, start=10 * C, end=20 * C)
+    assert sum(b.size for b in blocks) == 6 * C
+    assert all(10 * C <= b.offset and b.end <= 20 * C for b in blocks)
+    # End is exclusive: 4 chunks remain in [10, 20) and 4 more fit exactly.
+    more = alloc(mm, 4 * C, flags=RANGE_ALLOCATION, start=10 * C, end=20 * C)
+    assert all(b.end <= 20 * C for b in more)
+    before = snapshot(mm)
+    expect_errno(ENOSPC, alloc, mm, C, flags=RANGE_ALLOCATION, start=10 * C, end=20 * C)
+    assert snapshot(mm) == before
+    check_blocks(mm)
+
+
+def test_range_allocation_bottom_up_and_top_down():
+    mm = BuddyAllocator(64 * C, C)
+    (low,) = alloc(mm, 2 * C, 2 * C, RANGE_ALLOCATION, start=6 * C, end=30 * C)
+    assert low.offset == 6 * C
+    (high,) = alloc(mm, 2 * C, 2 * C, RANGE_ALLOCATION | TOPDOWN_ALLOCATION, start=6 * C, end=30 * C)
+    assert high.offset == 28 * C
+
+
+def test_failed_range_search_leaves_no_stray_splits():
+    mm = BuddyAllocator(64 * C, C)
+    initial = snapshot(mm)
+    # A 4-chunk aligned block cannot fit in [1, 6) chunks.
+    expect_errno(ENOSPC, alloc, mm, 4 * C, 4 * C, RANGE_ALLOCATION, start=C, end=6 * C)
+    assert snapshot(mm) == initial
+
+
+def test_fixed_range_allocation():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 5 * C, start=3 * C, end=8 * C)
+    assert [(b.offset, b.size) for b in blocks] == [(3 * C, C), (4 * C, 4 * C)]
+    before = snapshot(mm)
+    expect_errno(ENOSPC, alloc, mm, 2 * C, start=7 * C, end=9 * C)  # overlaps chunk 7
+    assert snapshot(mm) == before
+    expect_errno(EINVAL, alloc, mm, 2 * C, 2 * C, start=9 * C, end=11 * C)  # not min-aligned
+
+
+# -- contiguous allocation and trim ----------------------------------------
+
+
+def contiguous(blocks):
+    blocks = sorted(blocks, key=lambda b: b.offset)
+    return all(a.end == b.offset for a, b in zip(blocks, blocks[1:]))
+
+
+def test_contiguous_is_rounded_up_then_trimmed():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 3 * C, flags=CONTIGUOUS_ALLOCATION)
+    assert sum(b.size for b in blocks) == 3 * C and contiguous(blocks)
+    assert mm.avail == 13 * C
+    check_blocks(mm)
+    mm.free_blocks(blocks)
+    assert mm.avail == mm.size and mm.roots[0].is_free
+
+
+def test_contiguous_falls_back_to_runs_across_buddies():
+    mm = BuddyAllocator(16 * C, C)
+    singles = sorted((alloc(mm, C)[0] for _ in range(16)), key=lambda b: b.offset)
+    mm.free_blocks(singles[3:6])  # chunks 3..5 free: no free 4-chunk block
+    blocks = alloc(mm, 3 * C, flags=CONTIGUOUS_ALLOCATION)
+    assert sorted((b.offset, b.size) for b in blocks) == [(3 * C, C), (4 * C, 2 * C)]
+    assert mm.avail == 0
+
+
+def test_contiguous_fallback_top_down_stays_min_block_aligned():
+    mm = BuddyAllocator(32 * C, C)
+    singles = sorted((alloc(mm, C)[0] for _ in range(32)), key=lambda b: b.offset)
+    # Free runs [3, 6), [9, 15) and [17, 23) chunks: none holds an aligned
+    # 4-chunk block, so a 4-chunk contiguous request must use the fallback.
+    mm.free_blocks(singles[3:6] + singles[9:15] + singles[17:23])
+    blocks = alloc(mm, 4 * C, 2 * C, CONTIGUOUS_ALLOCATION | TOPDOWN_ALLOCATION)
+    assert contiguous(blocks)
+    assert min(b.offset for b in blocks) == 18 * C  # highest 2-chunk aligned fit
+    blocks = alloc(mm, 4 * C, 2 * C, CONTIGUOUS_ALLOCATION)
+    assert contiguous(blocks)
+    assert min(b.offset for b in blocks) == 10 * C  # lowest 2-chunk aligned fit
+
+
+def test_contiguous_larger_than_any_root():
+    mm = BuddyAllocator(12 * C, C)  # roots of 8 and 4 chunks
+    blocks = alloc(mm, 10 * C, flags=CONTIGUOUS_ALLOCATION)
+    assert contiguous(blocks) and sum(b.size for b in blocks) == 10 * C
+
+
+def test_block_trim():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 8 * C, 8 * C)
+    (big,) = blocks
+    assert mm.block_trim(blocks, 8 * C) == blocks
+    trimmed = mm.block_trim(blocks, 5 * C)
+    assert [(b.offset - big.offset, b.size) for b in trimmed] == [(0, 4 * C), (4 * C, C)]
+    assert mm.avail == 11 * C
+    with pytest.raises(AllocatorBug):
+        mm.free_block(big)  # the pre-trim block is no longer a live allocation
+    mm.free_blocks(trimmed)
+    assert mm.avail == mm.size and mm.roots[0].is_free
+
+
+def test_block_trim_invalid():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 4 * C, 4 * C)
+    other = alloc(mm, C)
+    before = snapshot(mm)
+    for new_size in (0, 5 * C, C + 1):
+        expect_errno(EINVAL, mm.block_trim, blocks, new_size)
+    expect_errno(EINVAL, mm.block_trim, blocks + other, C)
+    assert snapshot(mm) == before
+    mm.free_blocks(blocks)
+    with pytest.raises(AllocatorBug):
+        mm.block_trim(blocks, C)
+
+
+# -- argument validation and misuse ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "start,end,size,min_block,flags",
+    [
+        (0, 16 * C, 0, C, 0),  # zero size
+        (0, 16 * C, C + 1, C, 0),  # size not chunk aligned
+        (0, 16 * C, 2 * C, 3 * C, 0),  # min_block not a power of two
+        (0, 16 * C, 2 * C, 2048, 0),  # min_block below chunk
+        (0, 16 * C, 2 * C, 4 * C, 0),  # size smaller than min_block
+        (100, 16 * C, C, C, RANGE_ALLOCATION),  # start not aligned
+        (0, 17 * C, C, C, 0),  # end beyond size
+        (8 * C, 8 * C, C, C, RANGE_ALLOCATION),  # empty window
+        (0, 16 * C, 17 * C, C, 0),  # larger than the allocator
+        (0, 16 * C, C, C, 1 << 8),  # unknown flag
+        (0, 16 * C, 1.5, C, 0),  # not an integer
+    ],
+)
+def test_invalid_alloc_arguments(start, end, size, min_block, flags):
+    mm = BuddyAllocator(16 * C, C)
+    alloc(mm, C)
+    before = snapshot(mm)
+    expect_errno(EINVAL, mm.alloc_blocks, start, end, size, min_block, flags)
+    assert snapshot(mm) == before
+
+
+def test_double_free_raises():
+    mm = BuddyAllocator(16 * C, C)
+    (b,) = alloc(mm, C)
+    mm.free_block(b)
+    before = snapshot(mm)
+    with pytest.raises(AllocatorBug):
+        mm.free_block(b)
+    assert snapshot(mm) == before
+
+
+def test_foreign_block_raises():
+    mm, other = BuddyAllocator(16 * C, C), BuddyAllocator(16 * C, C)
+    (mine,) = alloc(mm, C)
+    (theirs,) = alloc(other, C)
+    assert mine.offset == theirs.offset
+    with pytest.raises(AllocatorBug):
+        mm.free_block(theirs)
+    with pytest.raises(AllocatorBug):
+        mm.free_block(Block(mine.offset, 0, None, C))
+    with pytest.raises(AllocatorBug):
+        mm.free_block("not a block")
+    assert mine.is_allocated and theirs.is_allocated
+
+
+def test_free_blocks_is_all_or_nothing():
+    mm = BuddyAllocator(16 * C, C)
+    a, b = alloc(mm, C)[0], alloc(mm, C)[0]
+    before = snapshot(mm)
+    with pytest.raises(AllocatorBug):
+        mm.free_blocks([a, b, a])
+    assert snapshot(mm) == before
+
+
+def test_stale_block_after_merge_raises():
+    mm = BuddyAllocator(16 * C, C)
+    (b,) = alloc(mm, C)
+    mm.free_block(b)
+    (again,) = alloc(mm, C)  # same offset, new Block object
+    assert again.offset == b.offset and again is not b
+    with pytest.raises(AllocatorBug):
+        mm.free_block(b)
+    assert not b.is_allocated
+
+
+def test_fini_reports_leaks_and_poisons_the_allocator():
+    mm = BuddyAllocator(16 * C, C)
+    kept = alloc(mm, 2 * C)
+    freed = alloc(mm, C)
+    mm.free_blocks(freed)
+    assert mm.fini() == kept
+    for use in (
+        lambda: alloc(mm, C),
+        lambda: mm.free_blocks(kept),
+        lambda: mm.avail,
+        lambda: list(mm.allocated_blocks()),
+        mm.fini,
+    ):
+        with pytest.raises(AllocatorBug):
+            use()
+
+
+def test_clean_fini_reports_nothing():
+    mm = BuddyAllocator(16 * C, C)
+    mm.free_blocks(alloc(mm, 3 * C))
+    assert mm.fini() == []
+
+
+def test_many_threads_under_external_lock_is_fast():
+    mm = BuddyAllocator(1 << 30, C)
+    lock = threading.Lock()
+    errors = []
+
+    def worker(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(1000):
+                with lock:
+                    blocks = alloc(mm, rng.choice((1, 2, 4)) * C)
+                with lock:
+                    mm.free_blocks(blocks)
+        except Exception as exc:  # surfaced below; threads swallow otherwise
+            errors.append(exc)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    assert not errors
+    assert mm.avail == mm.size
+    mm.check_invariants()
+    assert elapsed < 8.0, f"100x1000 alloc/free pairs took {elapsed:.1f}s"
+
+
+# -- property test ---------------------------------------------------------
+
+SIZE_CHUNKS = 22  # roots of 16, 4 and 2 chunks
+
+alloc_op = st.tuples(
+    st.just("alloc"),
+    st.integers(1, 9),  # size in chunks
+    st.integers(0, 2),  # min block order
+    st.sets(st.sampled_from([RANGE_ALLOCATION, TOPDOWN_ALLOCATION, CONTIGUOUS_ALLOCATION])).map(sum),
+    st.integers(0, SIZE_CHUNKS - 1),  # window start
+    st.integers(1, SIZE_CHUNKS),  # window length
+)
+free_op = st.tuples(st.just("free"), st.integers(0, 1 << 16))
+trim_op = st.tuples(st.just("trim"), st.integers(0, 1 << 16), st.integers(1, 8))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(alloc_op, free_op, trim_op), max_size=40))
+def test_random_alloc_free_keeps_invariants(ops):
+    mm = BuddyAllocator(SIZE_CHUNKS * C, C)
+    initial = snapshot(mm)
+    live: list[list[Block]] = []
+    for op in ops:
+        before = snapshot(mm)
+        if op[0] == "alloc":
+            _, pages, min_order, flags, wstart, wlen = op
+            size, min_block = pages * C, C << min_order
+            start, end = wstart * C, min(SIZE_CHUNKS, wstart + wlen) * C
+            if not flags & RANGE_ALLOCATION:
+                start, end = 0, mm.size
+            try:
+                blocks = mm.alloc_blocks(start, end, size, min_block, flags)
+            except AllocError as exc:
+                assert exc.errno in (ENOSPC, EINVAL)
+                assert snapshot(mm) == before
+                continue
+            want = size if start + size == end else -(-size // min_block) * min_block
+            assert sum(b.size for b in blocks) == want
+            assert all(b.size >= min_block or start + size == end for b in blocks)
+            if flags & RANGE_ALLOCATION:
+                assert all(start <= b.offset and b.end <= end for b in blocks)
+            if flags & CONTIGUOUS_ALLOCATION:
+                assert contiguous(blocks)
+                assert min(b.offset for b in blocks) % min_block == 0
+            live.append(blocks)
+        elif live:
+            i = op[1] % len(live)
+            if op[0] == "free":
+                mm.free_blocks(live.pop(i))
+            elif len(live[i]) == 1 and live[i][0].size > C:
+                new_size = min(op[2] * C, live[i][0].size)
+                live[i] = mm.block_trim(live[i], new_size)
+                assert sum(b.size for b in live[i]) == new_size and contiguous(live[i])
+        check_blocks(mm)
+    for blocks in live:
+        mm.free_blocks(blocks)
+    assert snapshot(mm) == initial
+    assert mm.fini() == []
