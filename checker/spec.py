@@ -1,0 +1,193 @@
+"""Check configurations (``specs/*.toml``): which model, which readings of the
+document and which fixes, which threads, which properties, what verdict is
+expected.  The split follows TLA+'s specification / TLC configuration: the
+model lives in ``model/``, a spec only configures a run of it.
+
+Every error names the file and the field, so the CLI can print one line.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model.manager import Workload
+from ..model.options import OPTIONS, OptionError
+from ..model.registry import MODELS, build_model, parse_op
+
+VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
+ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
+
+
+class SpecError(ValueError):
+    def __init__(self, path, field, message):
+        super().__init__(f"{path}: {field}: {message}")
+        self.path, self.field = path, field
+
+
+@dataclass
+class Spec:
+    path: Path
+    name: str
+    model: str
+    description: str
+    defect: str
+    readings: dict
+    fixes: dict
+    size: int
+    workload: Workload
+    properties: list | None          # None: every property of the model
+    symmetry: bool
+    strategy: str
+    max_states: int | None
+    max_depth: int | None
+    liveness: bool
+    expect_verdict: str
+    expect_property: str | None
+    prove: dict = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict:
+        return {**self.readings, **self.fixes}
+
+    def build(self):
+        m = build_model(self.model, self.options, self.workload, self.size, self.name)
+        if self.properties is not None:
+            unknown = [p for p in self.properties if p not in m.properties and p not in ALWAYS]
+            if unknown:
+                raise SpecError(self.path, "check.properties",
+                                f"unknown property '{unknown[0]}' (known: {', '.join(sorted(m.properties))})")
+        return m
+
+    def checked_properties(self, model) -> list:
+        return [p for p in (self.properties or list(model.properties)) if p not in ALWAYS]
+
+
+def _get(d, key, typ, path, where, default=None, required=False):
+    if key not in d:
+        if required:
+            raise SpecError(path, f"{where}.{key}" if where else key, "missing")
+        return default
+    v = d[key]
+    if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise SpecError(path, f"{where}.{key}", f"must be an integer, not {v!r}")
+    if typ is not int and not isinstance(v, typ):
+        raise SpecError(path, f"{where}.{key}", f"must be a {typ.__name__ if isinstance(typ, type) else typ}, not {v!r}")
+    return v
+
+
+def _known(d, keys, path, where):
+    for k in d:
+        if k not in keys:
+            raise SpecError(path, f"{where}.{k}" if where else k, f"unknown field (expected one of: {', '.join(keys)})")
+
+
+def load_spec(path) -> Spec:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(path, "file", "no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(path, "toml", f"not valid TOML ({e})") from None
+    _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove"), path, "")
+    s = _get(raw, "spec", dict, path, "", required=True)
+    _known(s, ("name", "model", "description", "defect"), path, "spec")
+    model = _get(s, "model", str, path, "spec", required=True)
+    if model not in MODELS:
+        raise SpecError(path, "spec.model", f"unknown model '{model}' (known: {', '.join(MODELS)})")
+    name = _get(s, "name", str, path, "spec", default=path.stem)
+
+    opts = {}
+    for section, kind in (("readings", "reading"), ("fixes", "fix")):
+        d = _get(raw, section, dict, path, "", default={})
+        for k, v in d.items():
+            o = OPTIONS.get(k)
+            if o is None or o.kind != kind:
+                known = sorted(n for n, x in OPTIONS.items() if x.kind == kind)
+                raise SpecError(path, f"{section}.{k}", f"unknown {kind} (known: {', '.join(known)})")
+            if v not in o.choices or type(v) is not type(o.default):
+                raise SpecError(path, f"{section}.{k}", f"must be one of {list(o.choices)}, not {v!r}")
+        opts[section] = d
+
+    a = _get(raw, "allocator", dict, path, "", default={})
+    _known(a, ("size",), path, "allocator")
+    size = _get(a, "size", int, path, "allocator", default=4)
+    if model == "vram" and (size < 1 or size & (size - 1) or size > 32):
+        raise SpecError(path, "allocator.size", f"VRAM size must be a power of two from 1 to 32 minimum blocks, not {size}")
+    if model == "gtt" and not 1 <= size <= 10:
+        raise SpecError(path, "allocator.size", f"GTT size must be 1 to 10 pages, not {size}")
+
+    t = _get(raw, "threads", dict, path, "", required=True)
+    _known(t, ("workers", "error_injectors", "recoverers", "stats_readers", "shutdown", "worker_loop"), path, "threads")
+    groups = _get(t, "workers", list, path, "threads", required=True)
+    workers = []
+    for gi, g in enumerate(groups):
+        where = f"threads.workers[{gi}]"
+        if not isinstance(g, dict):
+            raise SpecError(path, where, "must be a table {count = N, ops = [...]}")
+        _known(g, ("count", "ops"), path, where)
+        count = _get(g, "count", int, path, where, default=1)
+        if count < 1:
+            raise SpecError(path, f"{where}.count", f"must be at least 1, not {count}")
+        ops = _get(g, "ops", list, path, where, required=True)
+        try:
+            parsed = [parse_op(o) if isinstance(o, str) else parse_op(repr(o)) for o in ops]
+        except ValueError as e:
+            raise SpecError(path, f"{where}.ops", str(e)) from None
+        if not parsed:
+            raise SpecError(path, f"{where}.ops", "must name at least one operation")
+        for op in parsed:
+            if op[0] == "alloc" and op[1] > size:
+                raise SpecError(path, f"{where}.ops", f"alloc {op[1]} is larger than the allocator ({size})")
+            if op[0] == "alloc" and model == "vram" and op[1] & (op[1] - 1):
+                raise SpecError(path, f"{where}.ops", f"VRAM allocations are powers of two, not {op[1]}")
+        workers += [parsed for _ in range(count)]
+    counts = {}
+    for k in ("error_injectors", "recoverers", "stats_readers"):
+        counts[k] = _get(t, k, int, path, "threads", default=0)
+        if not 0 <= counts[k] <= 4:
+            raise SpecError(path, f"threads.{k}", f"must be 0 to 4, not {counts[k]}")
+    if not 1 <= len(workers) <= 8:
+        raise SpecError(path, "threads.workers", f"between 1 and 8 workers, not {len(workers)}")
+    wl = Workload(workers, counts["error_injectors"], counts["recoverers"], counts["stats_readers"],
+                  _get(t, "shutdown", bool, path, "threads", default=False),
+                  _get(t, "worker_loop", bool, path, "threads", default=False))
+
+    c = _get(raw, "check", dict, path, "", default={})
+    _known(c, ("properties", "symmetry", "strategy", "max_states", "max_depth", "liveness"), path, "check")
+    props = _get(c, "properties", (list, str), path, "check", default="all")
+    if props == "all":
+        props = None
+    elif isinstance(props, str):
+        raise SpecError(path, "check.properties", "must be \"all\" or a list of property names")
+    strategy = _get(c, "strategy", str, path, "check", default="bfs")
+    if strategy not in ("bfs", "dfs"):
+        raise SpecError(path, "check.strategy", f"must be 'bfs' or 'dfs', not {strategy!r}")
+    max_states = _get(c, "max_states", int, path, "check")
+    max_depth = _get(c, "max_depth", int, path, "check")
+    for k, v in (("max_states", max_states), ("max_depth", max_depth)):
+        if v is not None and v < 1:
+            raise SpecError(path, f"check.{k}", f"must be positive, not {v}")
+
+    e = _get(raw, "expect", dict, path, "", required=True)
+    _known(e, ("verdict", "property"), path, "expect")
+    verdict = _get(e, "verdict", str, path, "expect", required=True)
+    if verdict not in VERDICTS:
+        raise SpecError(path, "expect.verdict", f"must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+    eprop = _get(e, "property", str, path, "expect")
+    if verdict == "VIOLATION" and not eprop:
+        raise SpecError(path, "expect.property", "a VIOLATION expectation names the property it breaks")
+
+    spec = Spec(path, name, model, _get(s, "description", str, path, "spec", default=""),
+                _get(s, "defect", str, path, "spec", default=""), opts["readings"], opts["fixes"], size, wl,
+                props, _get(c, "symmetry", bool, path, "check", default=True), strategy, max_states, max_depth,
+                _get(c, "liveness", bool, path, "check", default=False), verdict, eprop,
+                _get(raw, "prove", dict, path, "", default={}))
+    try:
+        m = spec.build()
+    except OptionError as err:
+        raise SpecError(path, err.field, str(err)) from None
+    if eprop and eprop not in m.properties and eprop not in ALWAYS:
+        raise SpecError(path, "expect.property", f"unknown property '{eprop}'")
+    return spec
