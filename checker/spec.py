@@ -45,6 +45,13 @@ class Spec:
     expect_verdict: str
     expect_property: str | None
     prove: dict = field(default_factory=dict)
+    fixed_by: list = field(default_factory=list)
+
+    def with_fixes(self) -> "Spec":
+        """The same check with the spec's named fixes on: it must verify."""
+        from dataclasses import replace
+        return replace(self, name=f"{self.name}+fix", fixes={**self.fixes, **{f: True for f in self.fixed_by}},
+                       expect_verdict="OK", expect_property=None, fixed_by=[])
 
     @property
     def options(self) -> dict:
@@ -92,7 +99,7 @@ def load_spec(path) -> Spec:
         raise SpecError(path, "toml", f"not valid TOML ({e})") from None
     _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove"), path, "")
     s = _get(raw, "spec", dict, path, "", required=True)
-    _known(s, ("name", "model", "description", "defect"), path, "spec")
+    _known(s, ("name", "model", "description", "defect", "fixed_by"), path, "spec")
     model = _get(s, "model", str, path, "spec", required=True)
     if model not in MODELS:
         raise SpecError(path, "spec.model", f"unknown model '{model}' (known: {', '.join(MODELS)})")
@@ -183,7 +190,10 @@ def load_spec(path) -> Spec:
                 _get(s, "defect", str, path, "spec", default=""), opts["readings"], opts["fixes"], size, wl,
                 props, _get(c, "symmetry", bool, path, "check", default=True), strategy, max_states, max_depth,
                 _get(c, "liveness", bool, path, "check", default=False), verdict, eprop,
-                _get(raw, "prove", dict, path, "", default={}))
+                _get(raw, "prove", dict, path, "", default={}), _get(s, "fixed_by", list, path, "spec", default=[]))
+    for i, f in enumerate(spec.fixed_by):
+        if f not in OPTIONS or OPTIONS[f].kind != "fix":
+            raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")
     try:
         m = spec.build()
     except OptionError as err:

@@ -311,7 +311,7 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
         b.acquire("lock", "lock", "shutdown_check", c.lk, section="5.1", call=call)
         b.branch("shutdown_check", [
             (bit(S, SHUTDOWN), [(Local("r"), -ENODEV)], "unlock"),
-            (not_(bit(S, SHUTDOWN)), [], "init"),
+            (not_(bit(S, SHUTDOWN)), [(Local("r"), 0)], "init"),
         ], section="5.1 (fix)", call=call, code="if (atomic_read(&mgr->state) & SHUTDOWN) { r = -ENODEV; goto out; }")
 
     fresh = [(MASK, 0), (Var("gen"), Var("gen") + 1), (Var("alive"), 1), (Local("r"), 0)]
@@ -320,12 +320,12 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
     failed = [(MASK, 0), (Var("alive"), 0), (Local("r"), -ENOMEM)]
     after_init = "set_state" if fix_state else "unlock"
     if fix_reinit:
-        # tear down and re-create only an empty allocator; statistics reset in the same critical section
-        reset = [(USED, 0)] + ([(VIS, 0)] if prof.has_vis else [])
+        # tear down and re-create only an empty allocator.  The statistics are left alone: with no live
+        # block they are already 0 once in-flight updates land, and resetting them races with those updates.
         cases = [(ne(MASK, 0), [(Local("r"), 0)], after_init, "live blocks: keep the allocator"),
-                 (eq(MASK, 0), fresh + reset, after_init)]
+                 (eq(MASK, 0), fresh, after_init)]
         if opt["init_can_fail"]:
-            cases.append((eq(MASK, 0), failed + reset, after_init, "init fails"))
+            cases.append((eq(MASK, 0), failed, after_init, "init fails"))
         b.branch("init", cases, section="5.1 (fix)", call=call, kind="init",
                  code=f"if (!live_blocks) {{ {prof.fini_fn}(); r = {prof.init_fn}(...); reset stats; }}",
                  asserts=[("no_allocator_use_after_fini", eq(Var("finied"), 0))])
@@ -342,9 +342,10 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
     if fix_state:
         b.branch("set_state", [
             (eq(Local("r"), 0), [(S, (S & ~ERROR) | READY)], "unlock"),
-            (ne(Local("r"), 0), [], "unlock"),
+            # a failed init marks ERROR before anyone can take the lock and use the dead allocator
+            (ne(Local("r"), 0), [(S, S | ERROR)], "unlock"),
         ], section="5.1 (fix)", call=call,
-            code="if (!r) atomic_cmpxchg(&mgr->state, old, (old & ~ERROR) | READY);")
+            code="if (!r) atomic_cmpxchg(&mgr->state, old, (old & ~ERROR) | READY); else set_error(mgr);")
     b.release("unlock", "lock", "check_r", c.lk, section="5.1", call=call)
     reset_next = "reset_used" if (prof.recover_resets_stats and not fix_reinit) else ("set_ready" if not fix_state else "ok")
     b.branch("check_r", [

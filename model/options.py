@@ -53,10 +53,11 @@ OPTIONS = {o.name: o for o in [
            "is_ready reads the state word once and also rejects ERROR (and INITIALIZING)."),
     Option("fix_recover_reinit", _F, False, BOOL, "5.1",
            "recover re-initialises the allocator only when no block is live, tears it down first, and "
-           "resets the statistics in the same critical section."),
+           "does not reset the statistics (with no live block they are 0 once in-flight updates land)."),
     Option("fix_recover_state", _F, False, BOOL, "5.1 / 2.2",
            "recover clears ERROR and sets READY last, under the lock, with a compare-and-exchange that "
-           "fails if SHUTDOWN is set, instead of clear_error first and a plain atomic_set(READY)."),
+           "fails if SHUTDOWN is set, instead of clear_error first and a plain atomic_set(READY); a failed "
+           "init sets ERROR before the unlock."),
     Option("fix_retry_unlock", _F, False, BOOL, "3.3",
            "The failure path unlocks before sleeping or returning, and frees vres before -ENOMEM."),
     Option("fix_stats_snapshot", _F, False, BOOL, "6.2",

@@ -1,0 +1,44 @@
+"""Run one spec through the explorer, write its trace, compare with the
+expected verdict.  Shared by ``check``, ``bench`` and ``findings``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .explorer import OK, Result, explore
+from .spec import Spec
+from .trace import to_itf, write_trace
+
+
+@dataclass
+class CheckOutcome:
+    spec: Spec
+    model: object
+    result: Result
+    trace_path: Path | None
+
+    @property
+    def matches(self) -> bool:
+        r, s = self.result, self.spec
+        if r.verdict != s.expect_verdict:
+            return False
+        return s.expect_property is None or r.property == s.expect_property or s.expect_verdict == OK
+
+
+def run_spec(spec: Spec, *, symmetry: bool | None = None, strategy: str | None = None,
+             max_states: int | None = None, max_depth: int | None = None,
+             traces_dir: str | Path | None = "traces", progress: bool = False) -> CheckOutcome:
+    model = spec.build()
+    result = explore(model, properties=spec.checked_properties(model),
+                     strategy=strategy or spec.strategy,
+                     symmetry=spec.symmetry if symmetry is None else symmetry,
+                     max_states=max_states or spec.max_states, max_depth=max_depth or spec.max_depth,
+                     liveness=spec.liveness, progress=progress)
+    path = None
+    if traces_dir is not None and result.path and result.verdict not in (OK, "INCOMPLETE"):
+        itf = to_itf(model, result.path, spec=spec.name, source=str(spec.path), verdict=result.verdict,
+                     prop=result.property, thread=result.thread, loop_start=result.loop_start, detail=result.detail,
+                     extra={"defect": spec.defect,
+                            "stats": {k: result.stats[k] for k in ("states", "transitions", "symmetry", "strategy")}})
+        path = write_trace(Path(traces_dir) / f"{spec.name}.itf.json", itf)
+    return CheckOutcome(spec, model, result, path)

@@ -1,0 +1,215 @@
+"""pddgpu-verify command line.
+
+Exit codes: 0 verified (or every verdict as expected), 1 a violation,
+deadlock or liveness failure (or a replay that does not confirm), 2 bad
+input, 3 incomplete (a bound was hit), 4 some verdict differs from the
+spec's expectation.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..checker.spec import SpecError, load_spec
+from ..checker.trace import TraceError, load_trace
+from ..model.options import OPTIONS, OptionError
+from . import render
+
+EXIT = {"OK": 0, "VIOLATION": 1, "DEADLOCK": 1, "LIVENESS": 1, "INCOMPLETE": 3}
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+
+
+def fail_input(message: str):
+    click.echo(f"pddgpu-verify: error: {message}", err=True)
+    sys.exit(2)
+
+
+def input_errors(fn):
+    """Bad input is one line naming file and field, exit 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except (SpecError, TraceError) as e:
+            fail_input(str(e))
+        except OptionError as e:
+            fail_input(f"option {e.field}: {e}")
+    return wrapper
+
+
+def default_specs() -> list[Path]:
+    d = Path("specs")
+    if not d.is_dir():
+        fail_input("specs: no specs/ directory here; run from the project root or name spec files")
+    files = sorted(d.glob("*.toml"))
+    if not files:
+        fail_input("specs: no *.toml files")
+    return files
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pddgpu-verify")
+def main():
+    """Model checker for the PDDGPU VRAM/GTT manager concurrency protocol."""
+
+
+@main.command()
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--symmetry/--no-symmetry", default=None, help="Reduce by worker symmetry (default: as the spec says).")
+@click.option("--strategy", type=click.Choice(["bfs", "dfs"]), default=None)
+@click.option("--max-states", type=click.IntRange(min=1), default=None)
+@click.option("--max-depth", type=click.IntRange(min=1), default=None)
+@click.option("--traces-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("traces"),
+              show_default=True, help="Where counterexample traces are written.")
+@click.option("--expected/--no-expected", "against_expected", default=None,
+              help="Exit on the comparison with expected verdicts (default when no spec is named).")
+@click.option("--prove/--no-prove", "with_proofs", default=False,
+              help="Also run the z3 back end on each spec and show its result beside the verdict.")
+@click.option("--fixes/--no-fixes", "with_fixes", default=True,
+              help="Also check each defect spec with the fix it names (fixed_by); it must verify.")
+@input_errors
+def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes):
+    """Explore every interleaving of SPECS (default: every spec in specs/)."""
+    from ..checker.run import run_spec
+    named = bool(specs)
+    files = list(specs) or default_specs()
+    loaded = []
+    for f in files:                             # all input errors before any work
+        s = load_spec(f)
+        loaded.append(s)
+        if with_fixes and not named and s.fixed_by:
+            loaded.append(s.with_fixes())
+    outcomes = []
+    proofs = {}
+    for spec in loaded:
+        o = run_spec(spec, symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
+                     traces_dir=traces_dir, progress=True)
+        outcomes.append(o)
+        if named and len(loaded) == 1:
+            render.print_outcome(out, o)
+        if with_proofs:
+            proofs[spec.name] = _proof_summary(spec)
+    render.print_check_table(out, outcomes, proofs)
+    if against_expected is None:
+        against_expected = not named
+    if against_expected:
+        bad = [o for o in outcomes if not o.matches]
+        if bad:
+            out.print(f"[bold red]{len(bad)} verdict(s) differ from the expected ones:[/] "
+                      + ", ".join(o.spec.name for o in bad))
+            sys.exit(4)
+        out.print(f"[bold green]all {len(outcomes)} verdicts as expected[/]")
+        sys.exit(0)
+    sys.exit(max(EXIT[o.result.verdict] for o in outcomes))
+
+
+def _proof_summary(spec) -> str:
+    try:
+        from ..checker.prove import summary_for_spec
+    except ImportError:
+        return "-"
+    try:
+        return summary_for_spec(spec)
+    except Exception as e:     # the explorer's verdict stands on its own; say why the proof column is empty
+        return f"error: {type(e).__name__}"
+
+
+@main.command()
+@click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--impl", is_flag=True, help="Drive the real implementation (pddgpu/) through the trace.")
+@click.option("--fix", "fixes", multiple=True, help="With --impl: turn on this fix option (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="Only the verdict line.")
+@input_errors
+def replay(trace, impl, fixes, quiet):
+    """Re-run TRACE on the model step by step and confirm its violation."""
+    data = load_trace(trace)
+    if impl:
+        from ..pddgpu.impl_replay import format_report, replay_on_impl
+        for f in fixes:
+            if f not in OPTIONS or OPTIONS[f].kind != "fix":
+                fail_input(f"--fix: unknown fix '{f}' (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
+        report = replay_on_impl(data, {f: True for f in fixes} or None)
+        out.print(format_report(report))
+        sys.exit(0 if getattr(report, "matches_expectation", True) else 1)
+    from ..checker.replay import replay as do_replay
+    res = do_replay(trace, data)
+    if not quiet:
+        render.print_replay(out, trace, data, res)
+    out.print(("[bold green]" if res.confirmed else "[bold red]") + res.message + "[/]")
+    sys.exit(0 if res.confirmed else 1)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
+@input_errors
+def show(trace):
+    """Print TRACE as per-thread swimlanes."""
+    from ..checker.trace import model_of_trace
+    data = load_trace(trace)
+    model = model_of_trace(trace, data)
+    render.print_swimlanes(out, model, data)
+
+
+@main.command()
+@click.option("--workers", "worker_counts", default="1,2,3,4,5", show_default=True,
+              help="Comma-separated worker counts.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table as markdown (e.g. docs/BENCH.md).")
+@click.option("--max-states", type=click.IntRange(min=1), default=20_000_000, show_default=True)
+@input_errors
+def bench(worker_counts, output, max_states):
+    """Explore the fixed VRAM and GTT specs at 1..5 workers; time, rate, memory."""
+    from ..checker.bench import run_bench
+    try:
+        counts = [int(x) for x in worker_counts.split(",")]
+    except ValueError:
+        fail_input(f"--workers: not a comma-separated list of integers: {worker_counts!r}")
+    if any(not 1 <= c <= 8 for c in counts):
+        fail_input("--workers: counts must be 1 to 8")
+    run_bench(out, counts, output, max_states)
+
+
+@main.command()
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/FINDINGS.md"),
+              show_default=True)
+@click.option("--traces-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("traces"),
+              show_default=True)
+@input_errors
+def findings(output, traces_dir):
+    """Re-run every defect spec and its fix, and regenerate docs/FINDINGS.md."""
+    from ..checker.findings import write_findings
+    write_findings(out, default_specs(), output, traces_dir)
+
+
+@main.command()
+def options():
+    """List the readings (document ambiguities) and fixes the models accept."""
+    render.print_options(out)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@input_errors
+def properties(spec):
+    """List the properties of SPEC's model."""
+    s = load_spec(spec)
+    render.print_properties(out, s.build())
+
+
+def _register_optional():
+    try:
+        from .z3_commands import bmc, prove
+    except ImportError:
+        return
+    main.add_command(prove)
+    main.add_command(bmc)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Terminal output: verdict tables, replays, swimlanes (rich)."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from ..model.options import OPTIONS
+
+COLOR = {"OK": "green", "VIOLATION": "red", "DEADLOCK": "red", "LIVENESS": "red", "INCOMPLETE": "yellow"}
+
+
+def _threads_summary(spec) -> str:
+    w = spec.workload
+    parts = [f"{len(w.workers)}w"]
+    for n, k in (("inj", w.error_injectors), ("rec", w.recoverers), ("stats", w.stats_readers)):
+        if k:
+            parts.append(f"{k}{n}")
+    if w.shutdown:
+        parts.append("fini")
+    return "+".join(parts)
+
+
+def print_check_table(out, outcomes, proofs=None):
+    t = Table(title="pddgpu-verify check", show_lines=False)
+    for col in ("spec", "model", "threads", "expected", "verdict", "states", "trans.", "depth", "time", ""):
+        t.add_column(col, justify="right" if col in ("states", "trans.", "depth", "time") else "left")
+    if proofs:
+        t.add_column("z3 (prove/bmc)")
+    for o in outcomes:
+        r, s = o.result, o.spec
+        exp = s.expect_verdict + (f"({s.expect_property})" if s.expect_property else "")
+        st = r.stats
+        depth = str(len(r.path) - 1) if r.path else str(st["diameter"])
+        row = [s.name, s.model, _threads_summary(s), exp, f"[{COLOR[r.verdict]}]{r.label}[/]",
+               f"{st['states']:,}", f"{st['transitions']:,}", depth, f"{st['seconds']:.2f}s",
+               "[green]✓[/]" if o.matches else "[bold red]✗[/]"]
+        if proofs:
+            row.append(proofs.get(s.name, "-"))
+        t.add_row(*row)
+    out.print(t)
+
+
+def print_outcome(out, o):
+    r = o.result
+    st = r.stats
+    out.print(f"[bold]{o.spec.name}[/]: [{COLOR[r.verdict]}]{r.label}[/]"
+              + (f" by {o.model.threads[r.thread].name}" if r.thread is not None else ""))
+    if r.property and r.property in o.model.properties:
+        out.print(f"  property: {o.model.properties[r.property].description}")
+    if r.detail:
+        out.print(f"  {r.detail}")
+    out.print(f"  {st['states']:,} distinct states, {st['transitions']:,} transitions, diameter {st['diameter']}, "
+              f"{st['seconds']:.2f}s, {st['states_per_s']:,} states/s, peak {st['peak_mb']} MB"
+              + (", symmetry reduction on" if st.get("symmetry") else ""))
+    if o.trace_path:
+        out.print(f"  shortest counterexample ({len(r.path) - 1} steps) written to {o.trace_path}")
+
+
+def print_replay(out, path, data, res):
+    meta = data["#meta"]
+    out.print(f"[bold]replay[/] {path}: model {meta.get('model')} ({meta.get('model_kind')}), "
+              f"{meta.get('verdict')} {meta.get('property') or ''}")
+    t = Table(show_header=True)
+    for col in ("#", "thread", "step", "§", "code", "changed"):
+        t.add_column(col)
+    for s in res.steps:
+        ch = ", ".join(f"{k}: {a}→{b}" for k, a, b in ((k, *v) for k, v in s.changed.items()) if not k.endswith(".pc"))
+        t.add_row(str(s.index), s.thread, s.step, s.section, s.code, ch)
+    out.print(t)
+
+
+def print_swimlanes(out, model, data):
+    meta = data["#meta"]
+    names = [t.name for t in model.threads]
+    t = Table(title=f"{meta.get('spec')}: {meta.get('verdict')} {meta.get('property') or ''}", show_lines=False)
+    t.add_column("#", justify="right")
+    for n in names:
+        t.add_column(n)
+    t.add_column("shared state after")
+    shared = [d.name for d in model.shared]
+    prev = data["states"][0]
+    loop = meta.get("loop")
+    for i, tr in enumerate(meta["transitions"]):
+        cur = data["states"][i + 1]
+        cells = [""] * len(names)
+        cells[names.index(tr["thread"])] = f"{tr['step']}" + (f" [dim]§{tr['section']}[/]" if tr.get("section") else "")
+        ch = ", ".join(f"{k}={cur[k]}" for k in shared if cur[k] != prev[k])
+        mark = "↻ " if loop is not None and i == loop else ""
+        t.add_row(f"{mark}{i + 1}", *cells, ch)
+        prev = cur
+    out.print(t)
+    if meta.get("property_description"):
+        out.print(f"violated: {meta['property']}: {meta['property_description']}")
+
+
+def print_options(out):
+    t = Table(title="model options")
+    for col in ("option", "kind", "default", "values", "§", "meaning"):
+        t.add_column(col)
+    for o in OPTIONS.values():
+        t.add_row(o.name, o.kind, str(o.default), ", ".join(map(str, o.choices)), o.section, o.text)
+    out.print(t)
+
+
+def print_properties(out, model):
+    t = Table(title=f"properties of {model.name}")
+    for col in ("property", "kind", "meaning"):
+        t.add_column(col)
+    for p in model.properties.values():
+        t.add_row(p.name, p.kind, p.description)
+    t.add_row("deadlock", "always", "no state where threads are blocked, none can move, not all finished")
+    t.add_row("calls_return", "liveness", "under weak fairness every alloc, free and recover call returns "
+                                          "(with check.liveness = true)")
+    out.print(t)
