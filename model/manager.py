@@ -491,7 +491,15 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
     props["no_overlap"] = Property("no_overlap", "invariant", P["no_overlap"], not_(or_(*pairs)) if pairs else Const(1))
     idle = []
     for t, th in enumerate(threads):
-        busy_pcs = [pc for pc, st in enumerate(th.program.steps) if st.call is not None]
+        # a thread at the first step of a call has not started it: only the steps after it are "in progress"
+        entries, busy_pcs = set(), []
+        for pc, st in enumerate(th.program.steps):
+            if st.call is None:
+                continue
+            if st.call not in entries:
+                entries.add(st.call)
+            else:
+                busy_pcs.append(pc)
         idle.append(and_(*(ne(Pc(t), pc) for pc in busy_pcs)))
     quiet = and_(*idle)
     units = geo.allocated_units(MASK)
