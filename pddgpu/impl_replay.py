@@ -1,0 +1,693 @@
+"""Replay a counterexample trace on the implementation (``pddgpu/``).
+
+``replay_on_impl(trace_data, options_override=None)`` builds a device with
+the trace's manager, allocator size and options (``#meta``), starts one real
+thread per model thread (``w0``, ``inj0``, ``rec0``, ``stats0``, ``fini``)
+running the workload's calls, and drives them with the controlled scheduler
+through the trace's interleaving: each transition (thread, step label) is
+one scheduling point of the code.  Then the remaining threads run to the
+end (the thread the trace blames first) and the violation is looked for in
+the real code: fini's leak report, the counters, lockdep/KCSAN/kmemleak-like
+reports, the allocators' BUG_ONs, return codes, statistics snapshots.
+
+With the trace's own options every transition must meet the code at the
+same step label (else the code does not conform to the model and the report
+says where).  With ``options_override`` (a fix) the code's steps differ; the
+same schedule -- the same sequence of thread choices -- is followed as far
+as it applies (a thread that is done or blocked is skipped; label
+differences are listed as divergences), and the run must end cleanly.
+
+``Harness`` and ``Monitor`` are shared with the conformance tests.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ..model.geometry import buddy, range_allocator
+from ..model.options import OPTIONS, resolve
+from ..model.registry import workload_from_dict
+from . import sched
+from .device import (DEVICE_STATE_SHUTDOWN, PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
+                     Device, Resource)
+from .errors import ENODEV, ENOMEM, ENOSPC, AllocatorBug
+from .sched import LockError, Scheduler
+
+__all__ = ["Harness", "Monitor", "Observation", "ImplReplayReport", "replay_on_impl", "format_report",
+           "FIX_FOR_PROPERTY", "suggested_fix", "DOCUMENTED_CODES"]
+
+DOCUMENTED_CODES = {
+    "vram": {"alloc": (0, -ENODEV, -ENOMEM), "recover": (0, -ENODEV, -ENOMEM)},
+    "gtt": {"alloc": (0, -ENODEV, -ENOSPC), "recover": (0, -ENODEV, -ENOMEM)},
+}
+
+# The fix that repairs each property's defect, for traces whose #meta does not name one.
+FIX_FOR_PROPERTY = {
+    "no_leak_at_fini": "fix_free_always_releases",
+    "no_lost_resource": "fix_retry_unlock",
+    "error_serves_no_alloc": "fix_is_ready",
+    "no_reinit_of_live_allocator": "fix_recover_reinit",
+    "no_buddy_metadata_leak": "fix_recover_reinit",
+    "no_overlap": "fix_recover_reinit",
+    "no_foreign_free": "fix_recover_reinit",
+    "no_double_free": "fix_recover_reinit",
+    "used_matches_allocations": "fix_recover_reinit",
+    "shutdown_sticky": "fix_recover_state",
+    "lock_no_self_reacquire": "fix_retry_unlock",
+    "no_sleep_under_spinlock": "fix_retry_unlock",
+    "returns_without_lock": "fix_retry_unlock",
+    "stats_consistent": "fix_stats_snapshot",
+    "no_data_race": "fix_stats_snapshot",
+    "no_allocator_use_after_fini": "fix_fini_evicts",
+}
+
+
+def suggested_fix(meta: dict) -> dict:
+    """The fix options a trace's #meta names (``fix``/``fixes``), else the
+    one ``FIX_FOR_PROPERTY`` gives for its property."""
+    if isinstance(meta.get("fixes"), dict):
+        return dict(meta["fixes"])
+    if isinstance(meta.get("fix"), str):
+        return {meta["fix"]: True}
+    if isinstance(meta.get("fix"), list):
+        return {f: True for f in meta["fix"]}
+    f = FIX_FOR_PROPERTY.get(meta.get("property") or "")
+    return {f: True} if f else {}
+
+
+@dataclass
+class Observation:
+    property: str
+    thread: str | None
+    message: str
+
+    def __str__(self):
+        return f"{self.property} [{self.thread or '-'}]: {self.message}"
+
+
+@dataclass
+class WorkerState:
+    held: Resource | None = None      # the BO's resource this worker holds
+    cur: Resource | None = None       # the resource of the call in progress
+    in_call: bool = False
+    lost: int = 0
+
+
+class Harness:
+    """One device, one manager under test, one function per model thread."""
+
+    def __init__(self, kind: str, size: int, options: dict, workload, sleep_scale: float = 0.0):
+        self.kind, self.size = kind, size
+        self.options = resolve(dict(options))
+        self.workload = workload
+        self.unit = PAGE_SIZE
+        self.dev = Device(vram_size=(size if kind == "vram" else 4) * PAGE_SIZE,
+                          gtt_pages=size if kind == "gtt" else 4, options=self.options, sleep_scale=sleep_scale)
+        self.mgr = self.dev.manager(kind)
+        self.geo = buddy(size) if kind == "vram" else range_allocator(size)
+        self.names: list[str] = []
+        self.fns: list = []
+        self.workers: list[WorkerState] = []
+        self.results: dict[str, list] = {}
+        self.stop = False
+        self.lost = 0
+        self.fini_leaks: list | None = None
+        self.monitor = Monitor(self)
+        wl = workload
+        for i, ops in enumerate(wl.workers):
+            self.workers.append(WorkerState())
+            self._add(f"w{i}", self._worker, i, ops)
+        for i in range(wl.error_injectors):
+            self._add(f"inj{i}", self._injector)
+        for i in range(wl.recoverers):
+            self._add(f"rec{i}", self._recoverer)
+        for i in range(wl.stats_readers):
+            self._add(f"stats{i}", self._stats)
+        if wl.shutdown:
+            self._add("fini", self._fini)
+        self.sched: Scheduler | None = None
+        self._ident_to_index: dict[int, int] = {}
+
+    def _add(self, name, fn, *args):
+        self.names.append(name)
+        self.fns.append((fn, args))
+        self.results[name] = []
+
+    # running ----------------------------------------------------------------------
+    def spawn_all(self, s: Scheduler) -> Scheduler:
+        self.sched = s
+        for name, (fn, args) in zip(self.names, self.fns):
+            if name != "fini":
+                self.dev.user_enter()
+            t = s.spawn(name, self._wrap(name, fn), *args)
+            self._ident_to_index[t.ident] = t.index
+        s.after_step.append(lambda t, label: self.monitor.after_step(t, label))
+        return s
+
+    def run_free(self, timeout: float = 60.0):
+        """Run every thread free (real concurrency, no scheduler)."""
+        threads = []
+        errors = {}
+        for name, (fn, args) in zip(self.names, self.fns):
+            if name != "fini":
+                self.dev.user_enter()
+
+            def body(name=name, fn=fn, args=args):
+                try:
+                    self._wrap(name, fn)(*args)
+                except BaseException as e:  # noqa: BLE001
+                    errors[name] = e
+            threads.append(threading.Thread(target=body, name=name))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+        return errors
+
+    def _wrap(self, name, fn):
+        def run(*args):
+            try:
+                return fn(*args)
+            finally:
+                if name != "fini":
+                    self.dev.user_exit()
+        return run
+
+    def _call(self, name: str, call: str, kind: str, thunk):
+        r = thunk()
+        self.results[name].append((call, r))
+        if self.mgr.lock.held_by_me():
+            self.monitor.observe("returns_without_lock", name,
+                                 f"{call} returned holding {self.mgr.lock.name} (lockdep: lock held when returning)")
+        if kind in DOCUMENTED_CODES[self.kind] and r not in DOCUMENTED_CODES[self.kind][kind]:
+            self.monitor.observe("documented_return_code", name, f"{call} returned {r}, not a documented code")
+        return r
+
+    # thread bodies ----------------------------------------------------------------------
+    def _worker(self, i, ops):
+        name = f"w{i}"
+        ws = self.workers[i]
+        while True:
+            for k, op in enumerate(ops):
+                if op[0] == "alloc":
+                    sched.set_prefix(f"op{k}.alloc.")
+                    res = Resource(op[1] * self.unit)
+                    ws.cur, ws.in_call = res, True
+                    r = self._call(name, f"op{k}:alloc({op[1]})", "alloc", lambda: self.mgr.alloc(res))
+                    if r != 0:
+                        self._check_vres_leak(name, f"op{k}:alloc({op[1]})")
+                    ws.cur, ws.in_call = None, False
+                    if r == 0:
+                        ws.held = res
+                else:
+                    sched.set_prefix(f"op{k}.free.")
+                    sched.point("entry")
+                    res = ws.held
+                    if res is None:
+                        continue
+                    ws.cur, ws.held, ws.in_call = res, None, True
+                    self._call(name, f"op{k}:free", "free", lambda: self.mgr.free(res))
+                    ws.cur, ws.in_call = None, False
+                    if not res.released:
+                        ws.lost += 1
+                        self.lost += 1
+                        self.results[name][-1] = (f"op{k}:free", "skipped")
+            if not self.workload.worker_loop or self.stop:
+                return
+
+    def _check_vres_leak(self, name, call):
+        if self.kind != "vram":
+            return
+        mine = [o for o, (k, owner) in self.dev.kmem.live.items() if k == "vres" and owner == name]
+        held = {w.held.vres for w in self.workers if w.held is not None}
+        leaked = [o for o in mine if o not in held]
+        if leaked:
+            self.monitor.observe("no_lost_resource", name,
+                                 f"{call} failed and returned without kfree(vres): kmemleak reports "
+                                 f"{len(leaked)} unreferenced vres object(s)")
+
+    def _injector(self):
+        self.mgr.set_error("set_error")
+        self.results[sched.current_name()].append(("set_error", None))
+
+    def _recoverer(self):
+        name = sched.current_name()
+        self._call(name, "recover", "recover", self.mgr.recover)
+
+    def _stats(self):
+        name = sched.current_name()
+        st = self._call(name, "get_stats", "stats", self.mgr.get_stats)
+        bad = st.used_size < 0 or st.used_size > st.total_size or (
+            self.kind == "vram" and st.visible_used > st.used_size)
+        if bad:
+            self.monitor.observe("stats_consistent", name,
+                                 f"get_stats reported used_size={st.used_size}, visible_used={st.visible_used}, "
+                                 f"total_size={st.total_size}: no state ever had these values together")
+
+    def _fini(self):
+        leaks = self.dev.fini([self.mgr])[self.kind]
+        self.fini_leaks = leaks
+        self.results["fini"].append(("fini", f"{len(leaks)} leaked"))
+
+    # the model's view of the code ---------------------------------------------------------
+    def unit_of(self, nbytes: int) -> int:
+        return nbytes // PAGE_SIZE
+
+    def block_index(self, res: Resource | None) -> int:
+        if res is None or not res.blocks or res.released:
+            return -1
+        (a, b), = res.extents() if len(res.extents()) == 1 else [(min(x for x, _ in res.extents()),
+                                                                  max(y for _, y in res.extents()))]
+        st, sz = a // PAGE_SIZE, (b - a) // PAGE_SIZE
+        for i in range(self.geo.count):
+            if self.geo.starts[i] == st and self.geo.sizes[i] == sz:
+                return i
+        return -2
+
+    def allocator_mask(self) -> int:
+        m = self.mgr
+        if not m.alive or m.finied:
+            return 0
+        mask = 0
+        blocks = m.mm.allocated_blocks() if self.kind == "vram" else m.mm.nodes()
+        for b in blocks:
+            st, sz = (b.offset // PAGE_SIZE, b.size // PAGE_SIZE) if self.kind == "vram" else (b.start, b.size)
+            for i in range(self.geo.count):
+                if self.geo.starts[i] == st and self.geo.sizes[i] == sz:
+                    mask |= 1 << i
+        return mask
+
+    def thread_label(self, i: int) -> str | None:
+        if self.sched is None:
+            return None
+        t = self.sched.threads[i]
+        return "done" if t.done else t.label
+
+    def worker_live(self, i: int) -> Resource | None:
+        """The block worker i holds in the model's sense (``blk``)."""
+        ws = self.workers[i]
+        lab = self.thread_label(i) or ""
+        if lab.endswith(".free.skipped"):
+            return None
+        if ws.cur is not None and ws.cur.blocks and not ws.cur.released:
+            return ws.cur
+        return ws.held
+
+    def abstract(self) -> dict:
+        """The implementation's state in the model's variables."""
+        m = self.mgr
+        owner = m.lock.owner
+        lock = 0 if owner is None else self._ident_to_index.get(owner, -2) + 1
+        used = m.used.peek() if self.kind == "vram" else (m._allocated_size() << PAGE_SHIFT)
+        skipping = sum(1 for i in range(len(self.workers))
+                       if (self.thread_label(i) or "").endswith(".free.skipped"))
+        out = {"dev_state": self.dev.device_state.peek(), "state": m.state.peek(), "lock": lock,
+               "mask": self.allocator_mask(), "alive": int(m.alive), "gen": m.gen % 256,
+               "used": self.unit_of(used), "vis": self.unit_of(m.vis_usage.peek()) if self.kind == "vram" else 0,
+               "lost": self.lost + skipping, "finied": int(m.finied)}
+        for i in range(len(self.workers)):
+            out[f"w{i}.blk"] = self.block_index(self.worker_live(i))
+        return out
+
+
+class Monitor:
+    """The model's properties as checks on the running code."""
+
+    def __init__(self, h: Harness):
+        self.h = h
+        self.observations: list[Observation] = []
+        self._seen: set = set()
+        self.shutdown_seen = False
+        h.dev.tracepoints.append(self.tracepoint)
+
+    def observe(self, prop: str, thread: str | None, msg: str):
+        key = (prop, thread)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.observations.append(Observation(prop, thread, msg))
+
+    @property
+    def properties(self) -> set:
+        return {o.property for o in self.observations}
+
+    def tracepoint(self, event, mgr, **d):
+        if mgr is not self.h.mgr:
+            return
+        who = sched.current_name()
+        if event == "alloc_call":
+            if not mgr.alive or mgr.finied:
+                self.observe("no_allocator_use_after_fini", who,
+                             f"{who} calls the allocator after it was {'torn down' if mgr.finied else 'left uninitialised by a failed init'}")
+            if d["seen"] & STATE_ERROR:
+                self.observe("error_serves_no_alloc", who,
+                             f"{who} allocates although the state it checked last was {d['seen']:#x} (ERROR set)")
+        elif event == "free_call":
+            res = d["res"]
+            if not mgr.alive or mgr.finied:
+                self.observe("no_allocator_use_after_fini", who, f"{who} frees into an allocator that is "
+                                                                 f"{'torn down' if mgr.finied else 'uninitialised'}")
+            elif res.allocator is not mgr.mm:
+                self.observe("no_foreign_free", who,
+                             f"{who} frees {_fmt_ext(res)} (from allocator generation {res.gen}) into generation "
+                             f"{mgr.gen}, re-initialised since")
+            elif self.h.block_index(res) >= 0 and not (self.h.allocator_mask() >> self.h.block_index(res)) & 1:
+                self.observe("no_double_free", who, f"{who} frees {_fmt_ext(res)}, which the allocator does not hold")
+        elif event == "init":
+            if d["live"]:
+                self.observe("no_reinit_of_live_allocator", who,
+                             f"recover re-initialises the {mgr.NAME} allocator while it holds {d['live']} live block(s)")
+            if mgr.NAME == "vram" and d["was_alive"]:
+                self.observe("no_buddy_metadata_leak", who,
+                             "kmemleak: drm_buddy_init over an initialised drm_buddy: the old instance's blocks "
+                             "and free lists are never freed")
+        elif event == "teardown":
+            parts = []
+            if d["leaks"]:
+                parts.append(f"{mgr.NAME} allocator fini reports {len(d['leaks'])} block(s) still allocated: "
+                             + ", ".join(f"[{a:#x}, {b:#x})" for blk in d["leaks"] for a, b in _blk_ext(blk)))
+            if d["used"] or d["vis"]:
+                parts.append(f"used={d['used']}" + (f", vis_usage={d['vis']}" if mgr.NAME == "vram" else "")
+                             + " left non-zero")
+            if self.h.lost:
+                parts.append(f"{self.h.lost} free(s) skipped")
+            if parts:
+                self.observe("no_leak_at_fini", who, "; ".join(parts))
+
+    def after_step(self, t, label):
+        h, m = self.h, self.h.mgr
+        st = m.state.peek()
+        if st & STATE_SHUTDOWN:
+            self.shutdown_seen = True
+        elif self.shutdown_seen:
+            self.observe("shutdown_sticky", t.name,
+                         f"{t.name} at {label} wrote the state word {st:#x}: SHUTDOWN, set by fini, is cleared")
+        used = m.used.peek()
+        if used < 0 or m.vis_usage.peek() < 0:
+            self.observe("used_matches_allocations", t.name,
+                         f"used={used}, vis_usage={m.vis_usage.peek()} went negative after {t.name} {label}")
+        # no two live allocations share memory
+        live = [(i, r) for i in range(len(h.workers)) if (r := h.worker_live(i)) is not None]
+        for x in range(len(live)):
+            for y in range(x + 1, len(live)):
+                if _overlap(live[x][1], live[y][1]):
+                    self.observe("no_overlap", None, f"w{live[x][0]} {_fmt_ext(live[x][1])} and w{live[y][0]} "
+                                                     f"{_fmt_ext(live[y][1])} hold the same memory")
+        # quiescent: used equals what the allocator holds
+        if self.quiet() and m.alive and not m.finied:
+            a = h.abstract()
+            units = sum(h.geo.sizes[i] for i in range(h.geo.count) if a["mask"] >> i & 1)
+            if a["used"] != units or (h.kind == "vram" and a["vis"] != units):
+                self.observe("used_matches_allocations", None,
+                             f"no call in progress, the allocator holds {units} unit(s) but used={a['used']}"
+                             + (f", vis_usage={a['vis']}" if h.kind == "vram" else "") + " (units)")
+
+    def quiet(self) -> bool:
+        h = self.h
+        if h.sched is None:
+            return True
+        for t in h.sched.threads:
+            if t.done:
+                continue
+            if t.label and t.label.endswith(".free.entry"):
+                continue
+            return False
+        return True
+
+    def at_end(self, outcome: str):
+        h = self.h
+        if h.sched is not None:
+            for t in h.sched.threads:
+                if t.error is not None and not isinstance(t.error, LockError):
+                    e = t.error
+                    prop = "crash"
+                    if isinstance(e, AllocatorBug):
+                        msg = str(e)
+                        prop = ("no_allocator_use_after_fini" if ("after fini" in msg or "takedown" in msg
+                                                                   or "failed init" in msg) else "allocator_bug")
+                    self.observe(prop, t.name, f"{t.name} died: {type(e).__name__}: {e}")
+        if outcome == "deadlock":
+            blocked = ", ".join(f"{t.name} at {t.label}" for t in h.sched.blocked())
+            self.observe("deadlock", None, f"no thread can move and not every thread has finished ({blocked})")
+        if outcome == "done":
+            holding = [f"w{i}" for i, w in enumerate(h.workers) if w.held is not None]
+            if h.lost or holding:
+                self.observe("no_lost_resource", None,
+                             (f"{h.lost} free(s) returned early: their block(s) and resource(s) are lost" if h.lost
+                              else "") + (f"; {', '.join(holding)} end(s) holding a block" if holding else ""))
+
+
+def _blk_ext(b):
+    if hasattr(b, "offset"):
+        return [(b.offset, b.offset + b.size)]
+    return [(b.start << PAGE_SHIFT, (b.start + b.size) << PAGE_SHIFT)]
+
+
+def _fmt_ext(res: Resource) -> str:
+    return ", ".join(f"[{a:#x}, {b:#x})" for a, b in res.extents())
+
+
+def _overlap(r1: Resource, r2: Resource) -> bool:
+    return any(a < d and c < b for a, b in r1.extents() for c, d in r2.extents())
+
+
+def _state_name(s: int) -> str:
+    names = [n for bit, n in ((1, "INITIALIZING"), (STATE_READY, "READY"), (STATE_SHUTDOWN, "SHUTDOWN"),
+                              (STATE_ERROR, "ERROR")) if s & bit]
+    return "|".join(names) or "0"
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+@dataclass
+class ImplReplayReport:
+    model_kind: str
+    size: int
+    trace_options: dict
+    options: dict
+    override: dict
+    expected_verdict: str
+    expected_property: str | None
+    property_description: str
+    strict: bool                          # the code ran with the trace's own options
+    transitions: int = 0
+    replayed: int = 0                     # transitions taken on the code
+    matched: int = 0                      # ... at the same step label
+    divergences: list = field(default_factory=list)   # (index, thread, trace step, code step or state)
+    conforms: bool = True                 # strict replay met every step label
+    mismatch: str = ""
+    loop_repeats: int = 0
+    finish_steps: list = field(default_factory=list)  # (thread, label) run after the trace
+    outcome: str = ""                     # done | deadlock | budget
+    observations: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+    leaks: list = field(default_factory=list)         # fini's leak report as byte ranges
+    final: dict = field(default_factory=dict)
+    dmesg: list = field(default_factory=list)
+
+    @property
+    def expected(self) -> str | None:
+        if self.expected_verdict == "VIOLATION":
+            return self.expected_property
+        if self.expected_verdict == "DEADLOCK":
+            return "deadlock"
+        if self.expected_verdict == "LIVENESS":
+            return "calls_return"
+        return None
+
+    @property
+    def observed(self) -> list[str]:
+        out = []
+        for o in self.observations:
+            if o.property not in out:
+                out.append(o.property)
+        return out
+
+    @property
+    def reproduced(self) -> bool:
+        return self.expected is not None and self.expected in self.observed
+
+    @property
+    def clean(self) -> bool:
+        return not self.observations and self.outcome == "done"
+
+    @property
+    def status(self) -> str:
+        if self.reproduced:
+            return "REPRODUCED"
+        if self.clean:
+            return "CLEAN"
+        return "OTHER" if self.observations else "NOT REPRODUCED"
+
+
+def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, loop_repeats: int = 2,
+                   finish_budget: int = 5000) -> ImplReplayReport:
+    """Drive the implementation through the trace's interleaving; see the module doc."""
+    meta = trace_data["#meta"]
+    kind, size = meta["model_kind"], meta["size"]
+    wl = workload_from_dict(meta["workload"])
+    trace_opts = resolve(dict(meta.get("options") or {}))
+    override = dict(options_override or {})
+    opts = resolve({**trace_opts, **override})
+    strict = opts == trace_opts
+    rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
+                           meta.get("property_description", ""), strict)
+    h = Harness(kind, size, opts, wl)
+    s = Scheduler()
+    try:
+        h.spawn_all(s)
+        trs = list(meta["transitions"])
+        rep.transitions = len(trs)
+        follow_labels = strict
+
+        def take(i, tr) -> bool:
+            nonlocal follow_labels
+            try:
+                t = s.by_name(tr["thread"])
+            except KeyError:
+                rep.divergences.append((i, tr["thread"], tr["step"], "no such thread"))
+                return False
+            if t.done:
+                rep.divergences.append((i, t.name, tr["step"], "done"))
+                return False
+            if t.label != tr["step"]:
+                if follow_labels:
+                    rep.conforms = False
+                    rep.mismatch = (f"transition {i}: the trace has {t.name} at {tr['step']}, the code is at "
+                                    f"{t.label}")
+                    follow_labels = False
+                rep.divergences.append((i, t.name, tr["step"], t.label))
+            if not t.enabled():
+                rep.divergences.append((i, t.name, tr["step"], f"blocked at {t.label}"))
+                return False
+            if tr.get("note") == "init fails" and t.label == tr["step"]:
+                h.dev.fail_next_init.add(kind)
+            s.step(t)
+            rep.replayed += 1
+            if t.label is None or True:
+                pass
+            return True
+
+        for i, tr in enumerate(trs, start=1):
+            before = len(rep.divergences)
+            if take(i, tr) and len(rep.divergences) == before:
+                rep.matched += 1
+        # a liveness trace: run its cycle again; the blamed thread must still be in its call
+        loop = meta.get("loop")
+        if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):
+            cycle = trs[loop:]
+            blamed = meta.get("thread")
+            ok = not rep.divergences
+            for _ in range(loop_repeats):
+                d0 = len(rep.divergences)
+                for j, tr in enumerate(cycle, start=loop + 1):
+                    take(j, tr)
+                if len(rep.divergences) != d0:
+                    ok = False
+                    break
+                rep.loop_repeats += 1
+            if ok and blamed:
+                bt = s.by_name(blamed)
+                if not bt.done:
+                    h.monitor.observe("calls_return", blamed,
+                                      f"{blamed} is still in its call at {bt.label} after the cycle of "
+                                      f"{len(cycle)} steps ran {rep.loop_repeats} more time(s) on the code")
+        # finish: the blamed thread first, then the lowest enabled thread, until the end
+        h.stop = True
+        blamed = meta.get("thread")
+        if blamed and blamed in h.names:
+            bt = s.by_name(blamed)
+            if bt.enabled():
+                rep.finish_steps.append((bt.name, s.step(bt)))
+        n = 0
+        while True:
+            en = s.enabled()
+            if not en:
+                rep.outcome = "done" if s.all_done() else "deadlock"
+                break
+            if n >= finish_budget:
+                rep.outcome = "budget"
+                busy = [t for t in s.threads if not t.done]
+                h.monitor.observe("calls_return", None, f"{', '.join(f'{t.name} at {t.label}' for t in busy)} "
+                                                        f"still running after {finish_budget} more steps")
+                break
+            t = en[0]
+            rep.finish_steps.append((t.name, s.step(t)))
+            n += 1
+        h.monitor.at_end(rep.outcome)
+    finally:
+        s.close()
+    m = h.mgr
+    rep.observations = list(h.monitor.observations)
+    rep.results = {k: list(v) for k, v in h.results.items()}
+    rep.leaks = [e for b in (h.fini_leaks or []) for e in _blk_ext(b)]
+    rep.final = {"device_state": h.dev.device_state.peek(), "state": m.state.peek(),
+                 "state_names": _state_name(m.state.peek()),
+                 "used": m.used.peek() if kind == "vram" else m._allocated_size() << PAGE_SHIFT,
+                 "vis_usage": m.vis_usage.peek() if kind == "vram" else None,
+                 "live_blocks_in_allocator": m.live_blocks(), "finied": m.finied,
+                 "frees_skipped": h.lost, "vres_live": h.dev.kmem.count("vres")}
+    rep.dmesg = list(h.dev.dmesg.lines)
+    return rep
+
+
+def format_report(report: ImplReplayReport) -> str:
+    r = report
+    L = []
+    changed = ", ".join(f"{k}={v}" for k, v in r.override.items()) if r.override else ""
+    L.append(f"replay on the implementation: {r.model_kind} manager, {r.size} "
+             f"{'minimum blocks' if r.model_kind == 'vram' else 'pages'}")
+    set_opts = {k: v for k, v in r.trace_options.items() if v != OPTIONS[k].default}
+    L.append("  code: " + ("as written" if not any(OPTIONS[k].kind == "fix" and v for k, v in r.options.items())
+                           else "with " + ", ".join(k for k, v in r.options.items()
+                                                    if OPTIONS[k].kind == "fix" and v))
+             + (f"; trace options {set_opts}" if set_opts else "") + (f"; override {changed}" if changed else ""))
+    exp = r.expected
+    L.append(f"  trace: {r.expected_verdict}" + (f" of {exp}" if exp else "")
+             + (f" ({r.property_description})" if r.property_description else ""))
+    sched_line = f"  schedule: {r.replayed}/{r.transitions} transitions taken on the code"
+    sched_line += f", {r.matched} at the same step" if r.strict or r.matched != r.replayed else ", each at the same step"
+    if r.loop_repeats:
+        sched_line += f"; its cycle repeated {r.loop_repeats} more time(s)"
+    L.append(sched_line)
+    if r.strict and not r.conforms:
+        L.append(f"  NONCONFORMANCE: {r.mismatch}")
+    if r.divergences:
+        shown = r.divergences[:6]
+        L.append(f"  divergences from the trace ({len(r.divergences)}): "
+                 + "; ".join(f"#{i} {th} {st} -> {got}" for i, th, st, got in shown)
+                 + (" ..." if len(r.divergences) > 6 else ""))
+    if r.finish_steps:
+        L.append(f"  then {len(r.finish_steps)} step(s) to the end: "
+                 + ", ".join(f"{th} {lab}" for th, lab in r.finish_steps[:8])
+                 + (" ..." if len(r.finish_steps) > 8 else "") + f" -> {r.outcome}")
+    else:
+        L.append(f"  end: {r.outcome}")
+    calls = "; ".join(f"{k}: " + ", ".join(f"{c} -> {v}" for c, v in vs) for k, vs in r.results.items() if vs)
+    L.append(f"  calls: {calls or '-'}")
+    f = r.final
+    L.append(f"  final: state={f['state']:#x} ({f['state_names']}), used={f['used']}"
+             + (f", vis_usage={f['vis_usage']}" if f.get('vis_usage') is not None else "")
+             + f", blocks in allocator={f['live_blocks_in_allocator']}, frees skipped={f['frees_skipped']}"
+             + (f", vres live={f['vres_live']}" if r.model_kind == "vram" else ""))
+    if r.leaks:
+        L.append("  fini leak report: " + ", ".join(f"[{a:#x}, {b:#x})" for a, b in r.leaks))
+    if r.observations:
+        L.append("  observed in the code:")
+        for o in r.observations:
+            L.append(f"    {o}")
+    else:
+        L.append("  observed in the code: nothing (every check held)")
+    if r.dmesg:
+        L.append("  dmesg (last 6):")
+        for lvl, who, msg in r.dmesg[-6:]:
+            L.append(f"    [{lvl}] {who}: {msg}")
+    verdict = r.status
+    if verdict == "REPRODUCED":
+        L.append(f"result: REPRODUCED - {exp} observed in the code")
+    elif verdict == "CLEAN":
+        L.append("result: CLEAN - the schedule ends with every check holding")
+    else:
+        L.append(f"result: {verdict}" + (f" - expected {exp}, observed {', '.join(r.observed) or 'nothing'}"
+                                         if exp else ""))
+    return "\n".join(L)
