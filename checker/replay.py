@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import interpret
-from .trace import TraceError, model_of_trace
+from .trace import TraceError, model_of_trace, validated_states
 
 
 @dataclass
@@ -33,29 +33,11 @@ class ReplayResult:
     start_is_initial: bool = True
 
 
-def _state_from(model, path, i, d: dict) -> tuple:
-    lay = model.layout
-    out = []
-    for k, decl in enumerate(lay.decls):
-        if decl.name not in d:
-            raise TraceError(path, f"states[{i}].{decl.name}", "missing")
-        v = d[decl.name]
-        if decl.kind == "pc":
-            t = lay.pc_index.index(k)
-            if v not in lay.labels[t]:
-                raise TraceError(path, f"states[{i}].{decl.name}", f"unknown step label {v!r}")
-            v = lay.labels[t].index(v)
-        elif not isinstance(v, int) or isinstance(v, bool):
-            raise TraceError(path, f"states[{i}].{decl.name}", f"must be an integer, not {v!r}")
-        out.append(v)
-    return tuple(out)
-
-
 def replay(path, data) -> ReplayResult:
     model = model_of_trace(path, data)
     meta = data["#meta"]
     lay = model.layout
-    states = [_state_from(model, path, i, d) for i, d in enumerate(data["states"])]
+    states = validated_states(path, data, model)
     cti = meta.get("backend") == "z3-cti"
     steps = []
     if not cti and states[0] != model.initial_state():
@@ -64,10 +46,7 @@ def replay(path, data) -> ReplayResult:
     names = lay.var_names()
     for i, tr in enumerate(meta["transitions"]):
         nxt = states[i + 1]
-        try:
-            tid = model.thread_index(tr["thread"])
-        except (KeyError, TypeError):
-            raise TraceError(path, f"#meta.transitions[{i}].thread", f"no thread {tr.get('thread')!r} in the model") from None
+        tid = model.thread_index(tr["thread"])
         pc = cur[lay.pc_slot(tid)]
         label = lay.label(tid, pc)
         if label != tr.get("step"):

@@ -122,3 +122,33 @@ def model_of_trace(path, data):
         raise TraceError(path, "vars", f"this trace is not of model '{model.name}' as configured in its #meta "
                                        "(the variables differ)")
     return model
+
+
+def state_from_dict(model, path, i, d: dict) -> tuple:
+    lay = model.layout
+    out = []
+    for k, decl in enumerate(lay.decls):
+        if decl.name not in d:
+            raise TraceError(path, f"states[{i}].{decl.name}", "missing")
+        v = d[decl.name]
+        if decl.kind == "pc":
+            t = lay.pc_index.index(k)
+            if v not in lay.labels[t]:
+                raise TraceError(path, f"states[{i}].{decl.name}", f"unknown step label {v!r}")
+            v = lay.labels[t].index(v)
+        elif not isinstance(v, int) or isinstance(v, bool):
+            raise TraceError(path, f"states[{i}].{decl.name}", f"must be an integer, not {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def validated_states(path, data, model) -> list[tuple]:
+    """Every state as a model tuple and every transition's thread checked."""
+    names = {th.name for th in model.threads}
+    for i, tr in enumerate(data["#meta"]["transitions"]):
+        if not isinstance(tr, dict) or tr.get("thread") not in names:
+            raise TraceError(path, f"#meta.transitions[{i}].thread",
+                             f"no thread {tr.get('thread') if isinstance(tr, dict) else tr!r} in the model")
+        if not isinstance(tr.get("step"), str):
+            raise TraceError(path, f"#meta.transitions[{i}].step", "must be a step label")
+    return [state_from_dict(model, path, i, d) for i, d in enumerate(data["states"])]

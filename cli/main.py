@@ -148,9 +148,10 @@ def replay(trace, impl, fixes, quiet):
 @input_errors
 def show(trace):
     """Print TRACE as per-thread swimlanes."""
-    from ..checker.trace import model_of_trace
+    from ..checker.trace import model_of_trace, validated_states
     data = load_trace(trace)
     model = model_of_trace(trace, data)
+    validated_states(trace, data, model)
     render.print_swimlanes(out, model, data)
 
 
@@ -201,10 +202,11 @@ def properties(spec):
 
 
 def _register_optional():
-    try:
-        from .z3_commands import bmc, prove
-    except ImportError:
+    # the z3 commands live in their own module; register them when it is there, and let a broken one fail loudly
+    import importlib.util
+    if importlib.util.find_spec(f"{__package__}.z3_commands") is None:
         return
+    from .z3_commands import bmc, prove
     main.add_command(prove)
     main.add_command(bmc)
 
