@@ -80,6 +80,23 @@ class Progress:
             print(file=sys.stderr)
 
 
+def blocked_threads(model: Model, s) -> str:
+    """Who waits where, and on whom: the words of a deadlock report."""
+    lay = model.layout
+    parts = []
+    for t, th in enumerate(model.threads):
+        pc = s[lay.pc_slot(t)]
+        if pc >= len(th.program.steps):
+            continue
+        st = th.program.steps[pc]
+        why = ""
+        if st.lock is not None and st.kind == "acquire":
+            owner = s[lay.shared_slot(st.lock)]
+            why = f" waiting for {st.lock} held by {model.threads[owner - 1].name}" if owner else ""
+        parts.append(f"{th.name} at {st.label}{why}")
+    return "no thread can move and not every thread has finished: " + "; ".join(parts)
+
+
 def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
             liveness: bool = False, progress: bool = False, keep_graph: bool = False) -> Result:
@@ -145,8 +162,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
                 if p:
                     return finish(Result(VIOLATION, p, None, path_to(i)))
             elif deadlock:
-                return finish(Result(DEADLOCK, "deadlock", None, path_to(i),
-                                     detail="no thread can move and not every thread has finished"))
+                return finish(Result(DEADLOCK, "deadlock", None, path_to(i), detail=blocked_threads(m, s)))
             continue
         for t, pc, b, n in nexts:
             transitions += 1

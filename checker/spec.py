@@ -67,7 +67,8 @@ class Spec:
         return m
 
     def checked_properties(self, model) -> list:
-        return [p for p in (self.properties or list(model.properties)) if p not in ALWAYS]
+        chosen = list(model.properties) if self.properties is None else self.properties
+        return [p for p in chosen if p not in ALWAYS]
 
 
 def _get(d, key, typ, path, where, default=None, required=False):
