@@ -62,17 +62,56 @@ FIX_FOR_PROPERTY = {
 }
 
 
-def suggested_fix(meta: dict) -> dict:
-    """The fix options a trace's #meta names (``fix``/``fixes``), else the
-    one ``FIX_FOR_PROPERTY`` gives for its property."""
-    if isinstance(meta.get("fixes"), dict):
-        return dict(meta["fixes"])
-    if isinstance(meta.get("fix"), str):
-        return {meta["fix"]: True}
-    if isinstance(meta.get("fix"), list):
-        return {f: True for f in meta["fix"]}
+def _source_spec(meta: dict, root=None):
+    """The spec a trace came from (``#meta.source``), if it can be read."""
+    from pathlib import Path
+    src = meta.get("source")
+    if not (isinstance(src, str) and src.endswith(".toml")):
+        return None
+    path = Path(src) if root is None or Path(src).is_absolute() else Path(root) / src
+    if not path.exists():
+        return None
+    from ..checker.spec import load_spec
+    try:
+        return load_spec(path)
+    except ValueError:
+        return None
+
+
+def suggested_fix(meta: dict, root=None) -> dict:
+    """The fix options for a trace: the ones its #meta names (``fix`` /
+    ``fixes`` / ``fixed_by``), else the ``fixed_by`` of the spec it came
+    from (``#meta.source``, relative to ``root`` or the working directory),
+    else the one ``FIX_FOR_PROPERTY`` gives for its property.  Empty when
+    the model has no fix for the defect."""
+    for key in ("fixes", "fixed_by", "fix"):
+        v = meta.get(key)
+        if isinstance(v, dict):
+            return dict(v)
+        if isinstance(v, str):
+            return {v: True}
+        if isinstance(v, list) and v:
+            return {f: True for f in v}
+    spec = _source_spec(meta, root)
+    if spec is not None:
+        return {f: True for f in getattr(spec, "fixed_by", [])}
     f = FIX_FOR_PROPERTY.get(meta.get("property") or "")
     return {f: True} if f else {}
+
+
+def checked_properties(meta: dict, root=None) -> list | None:
+    """The properties the trace's spec checks (#meta.properties, else the
+    source spec's [check].properties); None: all of them."""
+    if isinstance(meta.get("properties"), list):
+        return list(meta["properties"])
+    spec = _source_spec(meta, root)
+    if spec is not None and spec.properties is not None:
+        return list(spec.properties)
+    return None
+
+
+# failures of the code that count whatever the spec checks
+ALWAYS_RELEVANT = ("deadlock", "calls_return", "crash", "allocator_bug")
 
 
 @dataclass
@@ -208,10 +247,10 @@ class Harness:
                     ws.cur, ws.held, ws.in_call = res, None, True
                     self._call(name, f"op{k}:free", "free", lambda: self.mgr.free(res))
                     ws.cur, ws.in_call = None, False
+                    self.results[name][-1] = (f"op{k}:free", "released" if res.released else "skipped")
                     if not res.released:
                         ws.lost += 1
                         self.lost += 1
-                        self.results[name][-1] = (f"op{k}:free", "skipped")
             if not self.workload.worker_loop or self.stop:
                 return
 
@@ -228,7 +267,7 @@ class Harness:
 
     def _injector(self):
         self.mgr.set_error("set_error")
-        self.results[sched.current_name()].append(("set_error", None))
+        self.results[sched.current_name()].append(("set_error", "done"))
 
     def _recoverer(self):
         name = sched.current_name()
@@ -237,6 +276,9 @@ class Harness:
     def _stats(self):
         name = sched.current_name()
         st = self._call(name, "get_stats", "stats", self.mgr.get_stats)
+        self.results[name][-1] = ("get_stats", f"used_size={st.used_size}"
+                                  + (f" visible_used={st.visible_used}" if self.kind == "vram" else "")
+                                  + f" state={st.state:#x}")
         bad = st.used_size < 0 or st.used_size > st.total_size or (
             self.kind == "vram" and st.visible_used > st.used_size)
         if bad:
@@ -318,6 +360,7 @@ class Monitor:
         self.observations: list[Observation] = []
         self._seen: set = set()
         self.shutdown_seen = False
+        self._bugs_seen = 0
         h.dev.tracepoints.append(self.tracepoint)
 
     def observe(self, prop: str, thread: str | None, msg: str):
@@ -376,6 +419,9 @@ class Monitor:
 
     def after_step(self, t, label):
         h, m = self.h, self.h.mgr
+        if len(h.dev.bugs) != self._bugs_seen:
+            self._bugs_seen = len(h.dev.bugs)
+            self.collect_bugs()
         st = m.state.peek()
         if st & STATE_SHUTDOWN:
             self.shutdown_seen = True
@@ -414,8 +460,14 @@ class Monitor:
             return False
         return True
 
+    def collect_bugs(self):
+        """What the kernel's debugging options reported (lockdep, KCSAN, might_sleep)."""
+        for prop, who, msg in self.h.dev.bugs:
+            self.observe(prop, who, msg)
+
     def at_end(self, outcome: str):
         h = self.h
+        self.collect_bugs()
         if h.sched is not None:
             for t in h.sched.threads:
                 if t.error is not None and not isinstance(t.error, LockError):
@@ -480,6 +532,7 @@ class ImplReplayReport:
     finish_steps: list = field(default_factory=list)  # (thread, label) run after the trace
     outcome: str = ""                     # done | deadlock | budget
     observations: list = field(default_factory=list)
+    checked: list | None = None           # properties the trace's spec checks (None: all)
     results: dict = field(default_factory=dict)
     leaks: list = field(default_factory=list)         # fini's leak report as byte ranges
     final: dict = field(default_factory=dict)
@@ -495,10 +548,24 @@ class ImplReplayReport:
             return "calls_return"
         return None
 
+    def relevant(self, o: Observation) -> bool:
+        return self.checked is None or o.property in self.checked or o.property in ALWAYS_RELEVANT \
+            or o.property == self.expected
+
+    @property
+    def findings(self) -> list[Observation]:
+        """Observations of the properties the trace's spec checks."""
+        return [o for o in self.observations if self.relevant(o)]
+
+    @property
+    def others(self) -> list[Observation]:
+        """Observations of properties the spec does not check (other defects on the same run)."""
+        return [o for o in self.observations if not self.relevant(o)]
+
     @property
     def observed(self) -> list[str]:
         out = []
-        for o in self.observations:
+        for o in self.findings:
             if o.property not in out:
                 out.append(o.property)
         return out
@@ -509,7 +576,8 @@ class ImplReplayReport:
 
     @property
     def clean(self) -> bool:
-        return not self.observations and self.outcome == "done"
+        """Ran to the end and no property the spec checks was violated."""
+        return not self.findings and self.outcome == "done"
 
     @property
     def status(self) -> str:
@@ -517,12 +585,18 @@ class ImplReplayReport:
             return "REPRODUCED"
         if self.clean:
             return "CLEAN"
-        return "OTHER" if self.observations else "NOT REPRODUCED"
+        return "OTHER" if self.findings else "NOT REPRODUCED"
 
 
-def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, loop_repeats: int = 2,
-                   finish_budget: int = 5000) -> ImplReplayReport:
-    """Drive the implementation through the trace's interleaving; see the module doc."""
+def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, properties=None, root=None,
+                   loop_repeats: int = 2, finish_budget: int = 5000) -> ImplReplayReport:
+    """Drive the implementation through the trace's interleaving; see the module doc.
+
+    ``options_override``: options (fixes) to change from the trace's.
+    ``properties``: the properties that decide REPRODUCED / CLEAN (default:
+    those the trace's spec checks, found through ``#meta.source`` relative to
+    ``root`` or the working directory; all when unknown).  Violations of
+    other properties are reported apart."""
     meta = trace_data["#meta"]
     kind, size = meta["model_kind"], meta["size"]
     wl = workload_from_dict(meta["workload"])
@@ -532,6 +606,7 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, lo
     strict = opts == trace_opts
     rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
                            meta.get("property_description", ""), strict)
+    rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
     h = Harness(kind, size, opts, wl)
     s = Scheduler()
     try:
@@ -564,8 +639,6 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, lo
                 h.dev.fail_next_init.add(kind)
             s.step(t)
             rep.replayed += 1
-            if t.label is None or True:
-                pass
             return True
 
         for i, tr in enumerate(trs, start=1):
@@ -668,16 +741,22 @@ def format_report(report: ImplReplayReport) -> str:
     f = r.final
     L.append(f"  final: state={f['state']:#x} ({f['state_names']}), used={f['used']}"
              + (f", vis_usage={f['vis_usage']}" if f.get('vis_usage') is not None else "")
-             + f", blocks in allocator={f['live_blocks_in_allocator']}, frees skipped={f['frees_skipped']}"
+             + (", allocator torn down" if f["finied"] else f", blocks in allocator={f['live_blocks_in_allocator']}")
+             + f", frees skipped={f['frees_skipped']}"
              + (f", vres live={f['vres_live']}" if r.model_kind == "vram" else ""))
     if r.leaks:
         L.append("  fini leak report: " + ", ".join(f"[{a:#x}, {b:#x})" for a, b in r.leaks))
-    if r.observations:
-        L.append("  observed in the code:")
-        for o in r.observations:
+    scope = "" if r.checked is None else f" (checking {', '.join(r.checked) or 'no property'})"
+    if r.findings:
+        L.append(f"  observed in the code{scope}:")
+        for o in r.findings:
             L.append(f"    {o}")
     else:
-        L.append("  observed in the code: nothing (every check held)")
+        L.append(f"  observed in the code{scope}: nothing (every check held)")
+    if r.others:
+        L.append("  also observed (properties this trace's spec does not check):")
+        for o in r.others:
+            L.append(f"    {o}")
     if r.dmesg:
         L.append("  dmesg (last 6):")
         for lvl, who, msg in r.dmesg[-6:]:
