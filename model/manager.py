@@ -146,7 +146,16 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
         (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), (Local("retry"), 0)], L("return")),
         (not_(bit(DEV, DEV_SHUTDOWN)), [(Local("retry"), 0)], L("mgr_check")),
     ], section="3.1", call=call, code="if (atomic_read(&pdev->device_state) & SHUTDOWN) return -ENODEV;")
-    if retry_state:
+    if retry_state and opt["fix_state_retry_bounded"]:
+        _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("state_retry_check"), ok_updates=vres,
+                        section="3.2 / 4.2", call=call)
+        b.branch(L("state_retry_check"), [
+            (Local("sretry") + 1 < prof.retry_count, [(Local("sretry"), Local("sretry") + 1)], L("state_retry_sleep")),
+            (Local("sretry") + 1 >= prof.retry_count, [(RET, -ENODEV)], L("return")),
+        ], section="4.2 (fix)", call=call, code="if (++state_retries >= RETRY_COUNT) return -ENODEV;")
+        b.sleep(L("state_retry_sleep"), L("dev_check"), section="4.2", call=call,
+                code="msleep(); /* 状态检查失败时重试 */")
+    elif retry_state:
         _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("state_retry_sleep"), ok_updates=vres,
                         section="3.2 / 4.2", call=call)
         b.sleep(L("state_retry_sleep"), L("dev_check"), section="4.2", call=call,
@@ -200,7 +209,8 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
          call=call, code="return -ENOMEM;" if prof.has_vres else "goto err_free; /* return r */")
 
     lost_vres = [("no_lost_resource", implies(ne(RET, 0), eq(Local("vres"), 0)))] if prof.has_vres else []
-    _return_step(b, c, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres)
+    _return_step(b, c, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres,
+                 updates=[(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else [])
 
 
 def _holds(c: _Ctx) -> bool:
@@ -275,7 +285,7 @@ def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
 
 def _worker(c: _Ctx, ops) -> ProgramBuilder:
     b = ProgramBuilder("worker", c.spin)
-    for name, bits, init in (("ret", 8, 0), ("retry", 8, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0),
+    for name, bits, init in (("ret", 8, 0), ("retry", 8, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0), ("sretry", 8, 0),
                              ("seen", 8, 0)):
         b.local(name, bits, init)
     if c.prof.has_vres:

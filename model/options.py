@@ -60,6 +60,8 @@ OPTIONS = {o.name: o for o in [
            "init sets ERROR before the unlock."),
     Option("fix_retry_unlock", _F, False, BOOL, "3.3",
            "The failure path unlocks before sleeping or returning, and frees vres before -ENOMEM."),
+    Option("fix_state_retry_bounded", _F, False, BOOL, "4.2",
+           "Under the 'retry' reading of a failed state check, give up with -ENODEV after RETRY_COUNT attempts."),
     Option("fix_stats_snapshot", _F, False, BOOL, "6.2",
            "Statistics are updated inside the critical section and get_stats reads them under the lock."),
 ]}
