@@ -103,6 +103,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     if liveness:
         symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
     comp = model if isinstance(model, Compiled) else compile_model(model, properties, symmetry)
+    symmetry = comp.symmetry
     m = comp.model
     succ, check, check_final, canon, is_done = comp.successors, comp.check, comp.check_final, comp.canon, comp.is_done
     t0 = time.perf_counter()

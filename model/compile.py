@@ -20,10 +20,11 @@ class Compiled:
     successors: callable      # s -> [(tid, pc, branch, s')]
     check: callable           # s -> None | (property, tid | None)
     check_final: callable     # s -> None | property   (only meaningful when all threads are done)
-    canon: callable           # s -> canonical representative under thread symmetry
+    canon: callable           # s -> canonical key under thread symmetry (s itself without symmetry)
     is_done: callable         # s -> bool (every thread finished)
     source: str
     properties: tuple
+    symmetry: bool = False
 
 
 _RUNTIME = dict(E.RUNTIME)
@@ -122,15 +123,16 @@ def compile_model(model: Model, properties=None, symmetry: bool = False) -> Comp
     done = " and ".join(f"s[{pslot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "True"
     emit(f"def is_done(s):\n    return {done}")
 
-    _emit_canon(model, emit, symmetry)
+    canon_tables = _emit_canon(model, emit, symmetry)
 
     src = "\n".join(lines) + "\n"
     ns = dict(_RUNTIME)
+    ns.update(canon_tables)
     ns["_a_none"] = lambda s: None
     ns["_wrapb"] = E.wrap
     exec(compile(src, f"<compiled {model.name}>", "exec"), ns)
     return Compiled(model, ns["successors"], ns["check"], ns["check_final"], ns["canon"],
-                    ns["is_done"], src, props)
+                    ns["is_done"], src, props, bool(symmetry_groups(model)) and symmetry)
 
 
 def symmetry_groups(model: Model) -> list[list[int]]:
@@ -142,25 +144,48 @@ def symmetry_groups(model: Model) -> list[list[int]]:
 
 
 def _emit_canon(model: Model, emit, symmetry: bool):
-    """Canonical state under permutations of interchangeable threads: sort
-    each group's thread slices and renumber owner-valued variables (lock
-    words hold thread index + 1).  Any representative of the orbit is sound;
-    ties only cost reduction, never correctness."""
+    """Canonical key under permutations of interchangeable threads: each
+    group's thread slices, each tagged with whether that thread owns each
+    lock, sorted; owner words that name a group member become a group marker.
+    Two states get the same key exactly when a permutation of group members
+    maps one onto the other, so the key is sound and complete for the orbit."""
     lay = model.layout
     groups = symmetry_groups(model) if symmetry else []
     if not groups:
         emit("def canon(s):\n    return s")
-        return
+        return {}
+    tables = {}
     owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
+    member_of = {t: gi for gi, g in enumerate(groups) for t in g}
     emit("def canon(s):")
-    emit("    n = list(s)")
-    emit("    perm = {}")
-    for g in groups:
-        sl = [lay.thread_slices[t] for t in g]
-        emit(f"    items = sorted(({', '.join(f'(s[{a}:{b}], {t})' for t, (a, b) in zip(g, sl))}))")
-        for pos, (a, b) in enumerate(sl):
-            emit(f"    n[{a}:{b}] = items[{pos}][0]")
-            emit(f"    perm[items[{pos}][1] + 1] = {g[pos] + 1}")
     for k in owner_slots:
-        emit(f"    n[{k}] = perm.get(s[{k}], s[{k}])")
-    emit("    return tuple(n)")
+        emit(f"    o{k} = s[{k}]")
+    shared = []
+    n_shared = len(model.shared)
+    for i in range(n_shared):
+        if i in owner_slots:
+            marks = {t + 1: -(member_of[t] + 2) for t in member_of}
+            shared.append(f"_OWN{i}.get(o{i}, o{i})")
+            emit(f"    # owner word {lay.decls[i].name}: a group member becomes its group's marker")
+            tables[f"_OWN{i}"] = marks
+        else:
+            shared.append(f"s[{i}]")
+    parts = [f"({', '.join(shared)},)"]    # concatenated into one flat tuple: the cheapest key to store
+    for g in groups:
+        items = []
+        for t in g:
+            a, b = lay.thread_slices[t]
+            tag = ", ".join(f"o{k} == {t + 1}" for k in owner_slots)
+            items.append(f"s[{a}:{b}] + ({tag},)" if owner_slots else f"s[{a}:{b}]")
+        emit(f"    g{len(parts)} = sorted(({', '.join(items)},))")
+        parts.append(" + ".join(f"g{len(parts)}[{i}]" for i in range(len(items))))
+    rest = []
+    grouped = set(member_of)
+    for t in range(len(model.threads)):
+        if t not in grouped:
+            a, b = lay.thread_slices[t]
+            rest.append(f"s[{a}:{b}]")
+    if rest:
+        parts.append(" + ".join(rest))
+    emit(f"    return {' + '.join(parts)}")
+    return tables
