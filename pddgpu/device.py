@@ -130,7 +130,11 @@ class Stats:
 
 
 class _Uninitialised:
-    """mgr->mm after a failed drm_*_init: any use is a bug."""
+    """mgr->mm after a failed drm_*_init: any use is a bug.  Plain fields
+    (drm_mm's allocated_size) keep what the struct held."""
+
+    def __init__(self, prev=None):
+        self._allocated_size = getattr(prev, "_allocated_size", 0)
 
     def __getattr__(self, name):
         raise AllocatorBug(f"allocator used after a failed init ({name})")
@@ -451,7 +455,7 @@ class ManagerBase:
     def _init_into_mm(self) -> int:
         if self.NAME in self.dev.fail_next_init:
             self.dev.fail_next_init.discard(self.NAME)
-            self.mm = _Uninitialised()
+            self.mm = _Uninitialised(self.mm)
             self.alive = False
             return -ENOMEM
         self.mm = self._allocator_init()
