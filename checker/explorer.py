@@ -99,43 +99,71 @@ def blocked_threads(model: Model, s) -> str:
 
 def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
-            liveness: bool = False, progress: bool = False, keep_graph: bool = False) -> Result:
+            liveness: bool = False, progress: bool = False, keep_graph: bool = False,
+            hash_compact: bool = False) -> Result:
+    """Explore every interleaving.
+
+    Only the frontier keeps whole states; every visited state costs one
+    visited-set entry and three integers (parent, move, depth).  A
+    counterexample is rebuilt by re-executing its recorded moves from the
+    initial state.  ``hash_compact`` stores a 64-bit hash of each state
+    instead of the state, as SPIN's hash-compact mode does: far less memory,
+    and a verdict of OK then holds unless two states collide (probability
+    about n^2 / 2^65 for n states, reported in the statistics).
+    """
     if liveness:
         symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
     comp = model if isinstance(model, Compiled) else compile_model(model, properties, symmetry)
     symmetry = comp.symmetry
     m = comp.model
     succ, check, check_final, canon, is_done = comp.successors, comp.check, comp.check_final, comp.canon, comp.is_done
+    if hash_compact:
+        key_of = (lambda s: hash(canon(s))) if symmetry else hash
+    else:
+        key_of = canon
     t0 = time.perf_counter()
     prog = Progress(progress, m.name)
 
     init = m.initial_state()
-    states = [init]                       # concrete state per index
-    index = {canon(init): 0}
+    keep_states = liveness or keep_graph
+    states = [init] if keep_states else None      # every state, only when the graph is needed
+    index = {key_of(init): 0}
     parent = array("l", [-1])
     moves = array("l", [0])               # packed (thread, pc, branch)
     depth_of = array("l", [0])
-    edges = [] if (liveness or keep_graph) else None
+    edges = [] if keep_states else None
     transitions = 0
     diameter = 0
 
     def pack(t, pc, b):
         return (t << 24) | (pc << 8) | b
 
+    def unpack(mv):
+        return Move(mv >> 24, (mv >> 8) & 0xFFFF, mv & 0xFF)
+
     def path_to(i):
-        out = []
-        while i >= 0:
-            mv = moves[i]
-            out.append((Move(mv >> 24, (mv >> 8) & 0xFFFF, mv & 0xFF) if parent[i] >= 0 else None, states[i]))
+        chain = []
+        while i > 0:
+            chain.append(moves[i])
             i = parent[i]
-        return out[::-1]
+        out = [(None, init)]
+        cur = init
+        for mv in reversed(chain):
+            want = unpack(mv)
+            cur = next(n for t, pc, b, n in succ(cur) if (t, pc, b) == (want.thread, want.pc, want.branch))
+            out.append((want, cur))
+        return out
 
     def finish(res: Result) -> Result:
         prog.close()
         el = time.perf_counter() - t0
-        res.stats = {"states": len(states), "transitions": transitions, "diameter": diameter,
-                     "seconds": round(el, 3), "states_per_s": round(len(states) / max(el, 1e-9)),
+        n = len(parent)
+        res.stats = {"states": n, "transitions": transitions, "diameter": diameter,
+                     "seconds": round(el, 3), "states_per_s": round(n / max(el, 1e-9)),
                      "peak_mb": round(peak_rss_mb(), 1), "symmetry": symmetry, "strategy": strategy}
+        if hash_compact:
+            res.stats["hash_compact"] = True
+            res.stats["collision_probability"] = float(f"{n * n / 2 ** 65:.2g}")
         if keep_graph:
             res.graph = (states, edges)
         return res
@@ -144,12 +172,12 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     if v:
         return finish(Result(VIOLATION, v[0], v[1], path_to(0)))
 
-    frontier = deque([0])
+    frontier = deque([(0, init)])
     pop = frontier.popleft if strategy == "bfs" else frontier.pop
     incomplete = False
+    count = 1
     while frontier:
-        i = pop()
-        s = states[i]
+        i, s = pop()
         d = depth_of[i]
         if d > diameter:
             diameter = d
@@ -167,29 +195,31 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             continue
         for t, pc, b, n in nexts:
             transitions += 1
-            c = canon(n)
+            c = key_of(n)
             j = index.get(c)
             if j is None:
-                j = len(states)
+                j = count
+                count += 1
                 index[c] = j
-                states.append(n)
                 parent.append(i)
                 moves.append(pack(t, pc, b))
                 depth_of.append(d + 1)
+                if keep_states:
+                    states.append(n)
                 v = check(n)
                 if v:
                     if edges is not None:
                         edges.append((i, j, pack(t, pc, b)))
                     return finish(Result(VIOLATION, v[0], v[1], path_to(j)))
-                if max_states is not None and len(states) >= max_states:
+                if max_states is not None and count >= max_states:
                     incomplete = True
                     frontier.clear()
                     break
-                frontier.append(j)
+                frontier.append((j, n))
             if edges is not None:
                 edges.append((i, j, pack(t, pc, b)))
-        if progress and (len(states) & 0x3FFF) < len(nexts):
-            prog.tick(len(states), d)
+        if progress and (count & 0x3FFF) < len(nexts):
+            prog.tick(count, d)
 
     if incomplete:
         return finish(Result(INCOMPLETE, detail="state or depth bound reached before the search ended"))
@@ -201,7 +231,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             full = path_to(stem_end)
             loop_start = len(full) - 1
             for (mv, j) in cycle:
-                full.append((Move(mv >> 24, (mv >> 8) & 0xFFFF, mv & 0xFF), states[j]))
+                full.append((unpack(mv), states[j]))
             return finish(Result(LIVENESS, "calls_return", thread, full, loop_start,
                                  detail=f"{m.threads[thread].name} never returns from {call}"))
     return finish(Result(OK))

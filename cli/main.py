@@ -69,10 +69,14 @@ def main():
               help="Exit on the comparison with expected verdicts (default when no spec is named).")
 @click.option("--prove/--no-prove", "with_proofs", default=False,
               help="Also run the z3 back end on each spec and show its result beside the verdict.")
+@click.option("--hash-compact", is_flag=True,
+              help="Store 64-bit state hashes instead of states (much less memory; OK then holds up to the "
+                   "reported collision probability).")
 @click.option("--fixes/--no-fixes", "with_fixes", default=True,
               help="Also check each defect spec with the fix it names (fixed_by); it must verify.")
 @input_errors
-def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes):
+def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
+          hash_compact):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -87,7 +91,7 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
     proofs = {}
     for spec in loaded:
         o = run_spec(spec, symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                     traces_dir=traces_dir, progress=True)
+                     traces_dir=traces_dir, progress=True, hash_compact=hash_compact)
         outcomes.append(o)
         if named and len(loaded) == 1:
             render.print_outcome(out, o)

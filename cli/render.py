@@ -50,7 +50,9 @@ def print_outcome(out, o):
         out.print(f"  {r.detail}")
     out.print(f"  {st['states']:,} distinct states, {st['transitions']:,} transitions, diameter {st['diameter']}, "
               f"{st['seconds']:.2f}s, {st['states_per_s']:,} states/s, peak {st['peak_mb']} MB"
-              + (", symmetry reduction on" if st.get("symmetry") else ""))
+              + (", symmetry reduction on" if st.get("symmetry") else "")
+              + (f", hash compaction (collision probability {st['collision_probability']})"
+                 if st.get("hash_compact") else ""))
     if o.trace_path:
         out.print(f"  shortest counterexample ({len(r.path) - 1} steps) written to {o.trace_path}")
 

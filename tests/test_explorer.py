@@ -104,3 +104,24 @@ def test_statistics_are_reported():
     for k in ("states", "transitions", "diameter", "seconds", "states_per_s", "peak_mb"):
         assert k in r.stats
     assert r.stats["diameter"] == 2
+
+
+def test_hash_compaction_finds_the_same_states_and_verdicts():
+    m = vram.make({**AF, "fini_concurrent": True}, Workload(workers=pair(2), recoverers=1, shutdown=True))
+    exact = explore(m, symmetry=True)
+    compact = explore(m, symmetry=True, hash_compact=True)
+    assert exact.verdict == compact.verdict == "OK"
+    assert exact.stats["states"] == compact.stats["states"]
+    assert compact.stats["collision_probability"] < 1e-9
+    bad = vram.make({}, Workload(workers=pair(2), recoverers=1))
+    a, b = explore(bad), explore(bad, hash_compact=True)
+    assert a.label == b.label and len(a.path) == len(b.path)
+
+
+def test_counterexample_path_is_rebuilt_by_re_executing_moves():
+    from pddgpu_verify.model import interpret
+    m = vram.make({}, Workload(workers=pair(2), recoverers=1))
+    r = explore(m, symmetry=True)
+    assert r.path[0][1] == m.initial_state()
+    for (_, s), (mv, n) in zip(r.path, r.path[1:]):
+        assert (mv.thread, mv.pc, mv.branch, n) in interpret.successors(m, s)
