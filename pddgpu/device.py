@@ -304,6 +304,7 @@ class ManagerBase:
         """Returns 0 or a negative errno, as the kernel function does."""
         up = self.NAME.upper()
         retry_count = 0
+        state_retries = 0
         while True:
             # 3.1
             if self.dev is None or self.dev.shutting_down("dev_check"):
@@ -313,7 +314,13 @@ class ManagerBase:
             # 3.2
             if self.is_ready("mgr_check"):
                 break
-            if self.opt["state_check_failure"] == "retry":
+            if self.opt["state_check_failure"] == "retry":      # 4.2 状态重试, read literally
+                if self.opt["fix_state_retry_bounded"]:
+                    self._pt("state_retry_check")
+                    state_retries += 1
+                    if state_retries >= self.RETRY_COUNT:
+                        self._log("ERROR", f"{up} manager is not ready after {state_retries} state checks")
+                        return self._return(-ENODEV)
                 self._msleep(self.RETRY_DELAY_MS, "state_retry_sleep")
                 continue
             self._log("ERROR", f"{up} manager is not ready")
@@ -415,8 +422,8 @@ class ManagerBase:
                 r = self._reinit("init")
                 if r == 0:
                     self.state.try_update(lambda s: (s & ~STATE_ERROR) | STATE_READY, at="set_state")
-                else:
-                    self._pt("set_state")
+                else:       # a failed init marks ERROR before anyone can take the lock
+                    self.set_error("set_state")
         self.lock.release("unlock")
         self._pt("check_r")
         if r and r != -ENODEV:
@@ -437,7 +444,7 @@ class ManagerBase:
 
     def _reinit(self, at: str) -> int:
         """drm_*_init(&mgr->mm, ...) under the lock (fix: only when empty,
-        after tearing the old one down, with the statistics reset)."""
+        after tearing the old one down)."""
         self._pt(at)
         live = self.live_blocks()
         if self.opt["fix_recover_reinit"]:
@@ -445,10 +452,7 @@ class ManagerBase:
                 return 0
             if self.alive and not self.finied:
                 self._allocator_fini()
-            r = self._init_into_mm()
-            self.used.set(0, at=None)
-            self.vis_usage.set(0, at=None)
-            return r
+            return self._init_into_mm()      # statistics left alone: with no live block they are 0
         self.dev.trace("init", self, live=live, was_alive=self.alive and not self.finied)
         return self._init_into_mm()
 
