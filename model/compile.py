@@ -8,6 +8,7 @@ list indexed by pc.  No expression tree is walked at run time.
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 
 from . import expr as E
@@ -20,7 +21,7 @@ class Compiled:
     successors: callable      # s -> [(tid, pc, branch, s')]
     check: callable           # s -> None | (property, tid | None)
     check_final: callable     # s -> None | property   (only meaningful when all threads are done)
-    canon: callable           # s -> canonical key under thread symmetry (s itself without symmetry)
+    canon: callable           # s -> visited-set key: packed bytes, canonical under thread symmetry
     is_done: callable         # s -> bool (every thread finished)
     source: str
     properties: tuple
@@ -151,10 +152,11 @@ def _emit_canon(model: Model, emit, symmetry: bool):
     maps one onto the other, so the key is sound and complete for the orbit."""
     lay = model.layout
     groups = symmetry_groups(model) if symmetry else []
-    if not groups:
-        emit("def canon(s):\n    return s")
-        return {}
     tables = {}
+    if not groups:
+        tables["_KEY"] = struct.Struct("<" + "".join(_fmt(d.bits) for d in lay.decls)).pack
+        emit("def canon(s):\n    return _KEY(*s)")
+        return tables
     owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
     member_of = {t: gi for gi, g in enumerate(groups) for t in g}
     emit("def canon(s):")
@@ -187,5 +189,20 @@ def _emit_canon(model: Model, emit, symmetry: bool):
             rest.append(f"s[{a}:{b}]")
     if rest:
         parts.append(" + ".join(rest))
-    emit(f"    return {' + '.join(parts)}")
+    fmt = [_fmt(lay.decls[i].bits) for i in range(n_shared)]
+    for g in groups:
+        a, b = lay.thread_slices[g[0]]
+        fmt += ([_fmt(lay.decls[k].bits) for k in range(a, b)] + ["b"] * len(owner_slots)) * len(g)
+    for t in range(len(model.threads)):
+        if t not in grouped:
+            a, b = lay.thread_slices[t]
+            fmt += [_fmt(lay.decls[k].bits) for k in range(a, b)]
+    tables["_KEY"] = struct.Struct("<" + "".join(fmt)).pack
+    emit(f"    return _KEY(*({' + '.join(parts)}))")
     return tables
+
+
+def _fmt(bits: int) -> str:
+    """Smallest struct code holding a ``bits``-wide signed value: states are
+    stored as packed bytes, a fifth of a tuple's size."""
+    return "b" if bits <= 8 else "h" if bits <= 16 else "i" if bits <= 32 else "q"
