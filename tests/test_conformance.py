@@ -177,7 +177,7 @@ class Conformance(RuleBasedStateMachine):
             self.broken = True
 
     # -- rules ------------------------------------------------------------------------------------
-    @precondition(lambda self: not self.broken and not self.finished)
+    @precondition(lambda self: not self.broken)
     @rule(w=st.integers(0, NW - 1), size=st.sampled_from([1, 2, 4, 8]), gsize=st.integers(1, 6))
     def alloc(self, w, size, gsize):
         n = size if self.kind == "vram" else gsize
@@ -201,7 +201,7 @@ class Conformance(RuleBasedStateMachine):
             assert self.dev.kmem.count("vres") > sum(1 for x in self.h.workers if x.held is not None)
         self._compare(mprops - {"no_lost_resource"}, iprops, f"w{w} alloc({n})")
 
-    @precondition(lambda self: not self.broken and not self.finished)
+    @precondition(lambda self: not self.broken)
     @rule(w=st.integers(0, NW - 1))
     def free(self, w):
         ws = self.h.workers[w]
@@ -227,7 +227,7 @@ class Conformance(RuleBasedStateMachine):
         assert outcome == "returned", outcome
         self._compare(mprops, iprops, f"w{w} free")
 
-    @precondition(lambda self: not self.broken and not self.finished and self.m.counts["inj"] < 3)
+    @precondition(lambda self: not self.broken and self.m.counts["inj"] < 3)
     @rule()
     def set_error(self):
         i = self.m.counts["inj"]
@@ -236,7 +236,7 @@ class Conformance(RuleBasedStateMachine):
         self._impl_call(lambda: self.mgr.set_error())
         self._compare(mprops, self._impl_props(), "set_error")
 
-    @precondition(lambda self: not self.broken and not self.finished and self.m.counts["rec"] < 3)
+    @precondition(lambda self: not self.broken and self.m.counts["rec"] < 3)
     @rule(fails=st.booleans())
     def recover(self, fails):
         fails = fails and self.opts["init_can_fail"]
@@ -252,7 +252,7 @@ class Conformance(RuleBasedStateMachine):
         assert self.m.values[f"rec{i}.ret"] == r, f"recover: model {self.m.values[f'rec{i}.ret']}, code {r}"
         self._compare(mprops, self._impl_props(), "recover")
 
-    @precondition(lambda self: not self.broken and not self.finished and self.m.counts["stats"] < 3)
+    @precondition(lambda self: not self.broken and self.m.counts["stats"] < 3)
     @rule()
     def get_stats(self):
         i = self.m.counts["stats"]
@@ -287,7 +287,7 @@ class Conformance(RuleBasedStateMachine):
             assert "no_leak_at_fini" in mprops
         self.finished = True
 
-    @precondition(lambda self: self.broken or self.finished)
+    @precondition(lambda self: self.broken)
     @rule()
     def look(self):
         """Always applicable (after fini too): the invariants are checked again."""
