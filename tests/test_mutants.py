@@ -18,7 +18,7 @@ import test_conformance_concurrent as conc
 from pddgpu_verify.pddgpu.device import Device, ManagerBase
 from pddgpu_verify.pddgpu.vram import VramManager
 
-QUICK = dict(deadline=None, database=None, phases=[Phase.generate],
+QUICK = dict(deadline=None, database=None, phases=[Phase.generate], derandomize=True,
              suppress_health_check=list(HealthCheck))
 
 
