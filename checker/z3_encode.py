@@ -244,13 +244,76 @@ class Encoder:
             parts.append(t[k] == written[k] if k in written else t[k] == s[k])
         return z3.And(parts)
 
-    def trans(self, s, t, sel=None, moves=None):
-        """Transition relation; with ``sel`` (an Int) the disjunct taken is ``sel == move.index``."""
+    def trans_disjunctive(self, s, t, sel=None, moves=None):
+        """Transition relation as the issue states it: one disjunct per
+        (thread, step, branch), each with its frame conditions; with ``sel``
+        the disjunct taken is ``sel == move.index``."""
         ds = []
         for mv in (self.moves if moves is None else moves):
             d = self.move(s, t, mv)
-            ds.append(z3.And(sel == mv.index, d) if sel is not None else d)
+            ds.append(z3.And(sel == self.sel_val(mv.index), d) if sel is not None else d)
         return z3.Or(ds)
+
+    SEL_BITS = 16
+
+    def selector(self, name: str):
+        return z3.BitVec(name, self.SEL_BITS)
+
+    def sel_val(self, i: int):
+        return z3.BitVecVal(i, self.SEL_BITS)
+
+    def _effects(self, s):
+        """Per move: (enabling condition, {slot: stored value})."""
+        key = id(s)
+        if getattr(self, "_eff_key", None) == key:
+            return self._eff
+        lay = self.lay
+        out = []
+        for mv in self.moves:
+            th = self.model.threads[mv.thread]
+            br = th.program.steps[mv.pc].branches[mv.branch]
+            w = self.where(mv)
+            tid = mv.thread
+            en = z3.And(self.pc_is(s, tid, mv.pc), self.cond(br.guard, s, tid, w + " guard"))
+            written = {}
+            for target, value in br.updates:
+                if isinstance(target, Var):
+                    if target.name not in lay.shared_index:
+                        raise EncodeError(w, f"writes unknown variable '{target.name}'")
+                    k = lay.shared_slot(target.name)
+                elif isinstance(target, E.Local):
+                    tt = tid if target.thread is None else target.thread
+                    if target.name not in lay.local_index[tt]:
+                        raise EncodeError(w, f"writes unknown local '{target.name}'")
+                    k = lay.local_slot(tt, target.name)
+                else:
+                    raise EncodeError(w, f"cannot assign to {target!r}")
+                written[k] = self.store(k, self.expr(value, s, tid, f"{w} update of {self.names[k]}"))
+            pk = lay.pc_slot(tid)
+            written[pk] = self.const(pk, lay.pc_of_label(tid, br.goto))
+            out.append((en, written))
+        self._eff_key, self._eff = key, out
+        return out
+
+    def trans(self, s, t, sel=None, moves=None):
+        """Transition relation in functional form, equivalent to
+        ``trans_disjunctive`` (tested): the selector ``sel`` (a fresh
+        bit-vector) picks one enabled disjunct, and each slot of ``t`` is the
+        value that disjunct stores there, or the slot of ``s`` when the
+        disjunct does not write it (the frame condition)."""
+        if sel is None:
+            sel = self.selector(self.fresh("sel"))
+        moves = self.moves if moves is None else moves
+        eff = self._effects(s)
+        parts = [z3.Or([z3.And(sel == self.sel_val(mv.index), eff[mv.index][0]) for mv in moves])]
+        for k in range(len(s)):
+            v = s[k]
+            for mv in moves:
+                w = eff[mv.index][1]
+                if k in w:
+                    v = z3.If(sel == self.sel_val(mv.index), w[k], v)
+            parts.append(t[k] == v)
+        return z3.And(parts)
 
     def enabled(self, s, tid=None):
         out = []
@@ -310,23 +373,25 @@ class Encoder:
                 and self.model.properties[p].kind in ("invariant", "assertion", "final")]
 
 
-def successors(model: Model, state: tuple, enc: Encoder | None = None) -> list:
+def successors(model: Model, state: tuple, enc: Encoder | None = None, disjunctive: bool = False) -> list:
     """All successors of a concrete state as z3 enumerates them from the
     transition relation: [(tid, pc, branch, state')], sorted."""
     enc = enc or Encoder(model)
     s, t = enc.state("s"), enc.state("t")
-    sel = z3.Int("sel")
+    sel = enc.selector("sel")
     solver = z3.Solver()
-    solver.add(enc.equal(s, state), enc.trans(s, t, sel))
+    solver.add(enc.equal(s, state), (enc.trans_disjunctive if disjunctive else enc.trans)(s, t, sel))
     out = []
     while solver.check() == z3.sat:
         m = solver.model()
         i = m.eval(sel, model_completion=True).as_long()
+        if i >= len(enc.moves):
+            raise EncodeError("transition relation", f"selector {i} names no move")
         mv = enc.moves[i]
         nxt = enc.decode(m, t)
         out.append((mv.thread, mv.pc, mv.branch, nxt))
         # block this (move, successor) pair; a move is deterministic, so block the move
-        solver.add(sel != i)
+        solver.add(sel != enc.sel_val(i))
     return sorted(out)
 
 
