@@ -27,6 +27,7 @@ import random
 import threading
 import time
 import traceback
+import weakref
 
 __all__ = ["Scheduler", "SchedThread", "SchedulerError", "Deadlock", "LockError", "Aborted", "point",
            "set_prefix", "managed", "current_name", "Mutex", "SpinLock", "msleep", "wait_event",
@@ -279,10 +280,12 @@ class PCTStrategy:
 
 # -- kernel primitives ------------------------------------------------------------
 
-def _held() -> list:
+def _held():
+    """The locks the calling thread holds (weakly: a lock of a device that
+    is gone no longer counts)."""
     h = getattr(_tls, "held", None)
     if h is None:
-        h = _tls.held = []
+        h = _tls.held = weakref.WeakSet()
     return h
 
 
@@ -320,7 +323,7 @@ class _KLock:
         self._lock.acquire()
         self.owner = me
         self.owner_name = current_name()
-        _held().append(self)
+        _held().add(self)
 
     def release(self, at: str = "unlock") -> None:
         point(at)
@@ -329,9 +332,7 @@ class _KLock:
                    f"(owner: {self.owner_name})")
             self.on_bug("lock_released_by_owner", msg)
             raise LockError(msg)
-        h = _held()
-        if self in h:
-            h.remove(self)
+        _held().discard(self)
         self.owner = None
         self.owner_name = None
         self._lock.release()

@@ -139,6 +139,8 @@ class Conformance(RuleBasedStateMachine):
         try:
             return fn(), None
         except AllocatorBug as e:
+            if self.mgr.lock.held_by_me():      # the oops left the lock held: let go (next examples)
+                self.mgr.lock.release()
             return None, e
 
     def _impl_props(self, extra=()):

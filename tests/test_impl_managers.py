@@ -294,11 +294,13 @@ def test_retry_holding_the_lock_is_a_self_deadlock_in_the_code():
     with pytest.raises(LockError):
         d.vram_mgr.alloc(Resource(PAGE_SIZE))
     assert [p for p, _, _ in d.bugs] == ["lock_no_self_reacquire"]
+    d.vram_mgr.lock.release()                    # this thread still holds it: let go for the next tests
     g = Device(vram_size=4 * PAGE_SIZE, gtt_pages=4, options={"retry_holds_lock": True}, sleep_scale=0)
     assert g.gtt_mgr.alloc(Resource(4 * PAGE_SIZE)) == 0
     with pytest.raises(LockError):
         g.gtt_mgr.alloc(Resource(PAGE_SIZE))
     assert [p for p, _, _ in g.bugs] == ["no_sleep_under_spinlock", "lock_no_self_reacquire"]
+    g.gtt_mgr.lock.release()
 
 
 def test_fini_with_eviction_waits_for_the_last_free():
