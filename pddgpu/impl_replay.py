@@ -11,8 +11,10 @@ the real code: fini's leak report, the counters, lockdep/KCSAN/kmemleak-like
 reports, the allocators' BUG_ONs, return codes, statistics snapshots.
 
 With the trace's own options every transition must meet the code at the
-same step label (else the code does not conform to the model and the report
-says where).  With ``options_override`` (a fix) the code's steps differ; the
+same step label and leave the code in the trace's next state (shared
+variables and each worker's block: the code's state mapped to the model's
+variables), else the code does not conform to the model and the report says
+where.  With ``options_override`` (a fix) the code's steps differ; the
 same schedule -- the same sequence of thread choices -- is followed as far
 as it applies (a thread that is done or blocked is skipped; label
 differences are listed as divergences), and the run must end cleanly.
@@ -641,10 +643,32 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
             rep.replayed += 1
             return True
 
+        states = trace_data.get("states") or []
+
+        def same_state(i) -> bool:
+            """The code's state, in the model's variables, against the trace's state i."""
+            nonlocal follow_labels
+            if not follow_labels or i >= len(states):
+                return True
+            want = states[i]
+            for k, v in h.abstract().items():
+                if k not in want:
+                    continue
+                w = want[k] % 256 if k == "gen" else want[k]
+                if w != v:
+                    rep.conforms = False
+                    rep.mismatch = (f"after transition {i}: {k} is {v} in the code, {w} in the trace"
+                                    if i else f"initial state: {k} is {v} in the code, {w} in the trace")
+                    follow_labels = False
+                    return False
+            return True
+
+        same_state(0)
         for i, tr in enumerate(trs, start=1):
             before = len(rep.divergences)
             if take(i, tr) and len(rep.divergences) == before:
                 rep.matched += 1
+                same_state(i)
         # a liveness trace: run its cycle again; the blamed thread must still be in its call
         loop = meta.get("loop")
         if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):

@@ -117,3 +117,35 @@ def test_sequential_conformance_cannot_see_locking_mutants(monkeypatch, name):
         mutate(monkeypatch, cls, meth, *reps)
     assert sequential_fails(20) is None
     assert concurrent_fails()
+
+
+def test_shrunk_failing_schedule_is_a_trace_both_replays_accept(monkeypatch):
+    """The concurrent test's counterexample for a mutant, shrunk, is written
+    as an ITF trace: a run the model takes step for step (model replay) on
+    which the mutated code departs from the model (code replay)."""
+    import re
+
+    from pddgpu_verify.checker.replay import replay
+    from pddgpu_verify.checker.trace import load_trace
+    from pddgpu_verify.pddgpu.impl_replay import format_report, replay_on_impl
+
+    for cls, meth, *reps in MUTANTS["free_without_lock"]:
+        mutate(monkeypatch, cls, meth, *reps)
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(w=conc.workloads(), data=st.data())
+    def check(w, data):
+        kind, opts, wl = w
+        conc.run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1)))
+
+    with pytest.raises(conc.Nonconformance) as exc:
+        check()
+    path = re.search(r"trace \(replay / replay --impl\): (\S+)", str(exc.value)).group(1)
+    data = load_trace(path)
+    trs = data["#meta"]["transitions"]
+    assert len(trs) <= 25, f"not shrunk: {len(trs)} steps"
+    model_run = replay(path, data)
+    assert len(model_run.steps) == len(trs)          # every step is one the model takes
+    code_run = replay_on_impl(data)
+    assert code_run.divergences or not code_run.conforms or code_run.observations, format_report(code_run)
