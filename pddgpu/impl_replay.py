@@ -617,7 +617,7 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
         rep.transitions = len(trs)
         follow_labels = strict
 
-        def take(i, tr) -> bool:
+        def take(i, tr, count=True) -> bool:
             nonlocal follow_labels
             try:
                 t = s.by_name(tr["thread"])
@@ -640,7 +640,8 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
             if tr.get("note") == "init fails" and t.label == tr["step"]:
                 h.dev.fail_next_init.add(kind)
             s.step(t)
-            rep.replayed += 1
+            if count:
+                rep.replayed += 1
             return True
 
         states = trace_data.get("states") or []
@@ -674,11 +675,11 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
         if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):
             cycle = trs[loop:]
             blamed = meta.get("thread")
-            ok = not rep.divergences
-            for _ in range(loop_repeats):
+            ok = not rep.divergences and rep.conforms
+            for _ in range(loop_repeats if ok else 0):
                 d0 = len(rep.divergences)
                 for j, tr in enumerate(cycle, start=loop + 1):
-                    take(j, tr)
+                    take(j, tr, count=False)
                 if len(rep.divergences) != d0:
                     ok = False
                     break

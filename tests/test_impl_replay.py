@@ -154,3 +154,19 @@ def test_shipped_trace_replays_on_code(path):
     fixed = replay_on_impl(data, fix, root=ROOT)
     assert fixed.clean, format_report(fixed)
     assert written.expected not in fixed.observed
+
+
+def test_livelock_cycle_repeats_on_code_and_bounded_retry_ends_it(tmp_path):
+    opts = {"state_check_failure": "retry", "fix_is_ready": True}
+    m = vram.make(opts, W([[A(1)]], error_injectors=1), 4, "livelock")
+    r = explore(m, properties=[], liveness=True)
+    assert r.verdict == "LIVENESS"
+    itf = to_itf(m, r.path, spec="livelock", source="tests/livelock", verdict=r.verdict, prop=r.property,
+                 thread=r.thread, loop_start=r.loop_start)
+    data = load_trace(write_trace(tmp_path / "livelock.itf.json", itf))
+    written = replay_on_impl(data)
+    assert written.conforms and written.reproduced and written.loop_repeats == 2, format_report(written)
+    assert written.outcome == "budget"
+    fixed = replay_on_impl(data, {"fix_state_retry_bounded": True})
+    assert fixed.clean, format_report(fixed)
+    assert fixed.results["w0"] == [("op0:alloc(1)", -19)]
