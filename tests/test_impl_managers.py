@@ -320,3 +320,30 @@ def test_fini_with_eviction_waits_for_the_last_free():
 
 def test_deadlock_error_type_exists():
     assert issubclass(Deadlock, SchedulerError)
+
+
+# -- the scheduler finds the defects in the code by itself (no model) -------------------------------------
+
+def _search(kind, options, workload, seeds, strategy):
+    from pddgpu_verify.pddgpu.impl_replay import Harness
+    found = {}
+    for seed in range(seeds):
+        h = Harness(kind, 4, options, workload)
+        with Scheduler() as s:
+            h.spawn_all(s)
+            outcome = s.run(strategy(seed), max_steps=2000)
+            h.monitor.at_end(outcome)
+        for o in h.monitor.observations:
+            found.setdefault(o.property, seed)
+    return found
+
+
+@pytest.mark.parametrize("strategy", [sched.RandomStrategy, lambda seed: sched.PCTStrategy(seed, depth=2,
+                                                                                            expected_steps=40)],
+                         ids=["random", "pct"])
+def test_random_schedules_find_free_during_shutdown_in_the_code(strategy):
+    from pddgpu_verify.model.manager import Workload
+    wl = Workload([[("alloc", 1), ("free",)]], shutdown=True)
+    found = _search("vram", {}, wl, 60, strategy)
+    assert "no_leak_at_fini" in found
+    assert _search("vram", {"fix_free_always_releases": True}, wl, 60, strategy) == {}
