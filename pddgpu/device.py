@@ -230,6 +230,7 @@ class ManagerBase:
         self.used = Atomic64(0, f"{self.NAME}.used")
         self.vis_usage = Atomic64(0, f"{self.NAME}.vis_usage")
         self._idle = threading.Condition()
+        self._tl = threading.local()          # per-thread: the state word is_ready read last
         self.gen = 0
         self.alive = True          # allocator initialised
         self.finied = False
@@ -284,10 +285,7 @@ class ManagerBase:
         self._tls().seen = v
 
     def _tls(self):
-        t = getattr(self, "_tl", None)
-        if t is None:
-            t = self._tl = threading.local()
-        return t
+        return self._tl
 
     def set_error(self, at: str = "set_error") -> None:
         self.state.or_(STATE_ERROR, at=at)

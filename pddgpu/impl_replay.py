@@ -582,6 +582,19 @@ class ImplReplayReport:
         return not self.findings and self.outcome == "done"
 
     @property
+    def fixed(self) -> bool:
+        """The run used a fix the trace's own options do not have."""
+        return any(OPTIONS[k].kind == "fix" and v and not self.trace_options.get(k) for k, v in self.override.items())
+
+    @property
+    def as_expected(self) -> bool:
+        """What ``replay --impl`` should exit 0 on: as written, the code conforms
+        to the trace and shows its violation; with a fix, the schedule ends clean."""
+        if self.fixed:
+            return self.clean
+        return self.conforms and self.reproduced
+
+    @property
     def status(self) -> str:
         if self.reproduced:
             return "REPRODUCED"

@@ -96,6 +96,7 @@ def test_defect_reproduces_on_code_and_fix_ends_clean(tmp_path, entry):
     fixed = replay_on_impl(data, fix)
     assert fixed.clean, format_report(fixed)
     assert written.expected not in fixed.observed
+    assert written.as_expected and fixed.as_expected
 
 
 def test_free_during_shutdown_report(tmp_path):
