@@ -118,11 +118,14 @@ class Conformance(RuleBasedStateMachine):
     @initialize(kind=st.sampled_from(["vram", "gtt"]),
                 fixes=st.sets(st.sampled_from(FIXES)),
                 stats_point=st.sampled_from(["after_unlock", "under_lock"]),
-                set_error=st.booleans(), reads=st.sampled_from([1, 2]), init_can_fail=st.booleans())
-    def setup(self, kind, fixes, stats_point, set_error, reads, init_can_fail):
+                set_error=st.booleans(), reads=st.sampled_from([1, 2]), init_can_fail=st.booleans(),
+                fini=st.sampled_from([(False, False), (True, False), (False, True)]), state_retry=st.booleans())
+    def setup(self, kind, fixes, stats_point, set_error, reads, init_can_fail, fini, state_retry):
         opts = {f: True for f in fixes}
         opts.update(stats_update_point=stats_point, set_error_on_alloc_failure=set_error, is_ready_reads=reads,
-                    init_can_fail=init_can_fail)
+                    init_can_fail=init_can_fail, fini_concurrent=fini[0], fini_takes_lock=fini[1])
+        if state_retry:         # only bounded: unbounded, one thread alone may retry forever (on both sides)
+            opts.update(state_check_failure="retry", fix_state_retry_bounded=True)
         self.kind, self.size = kind, SIZES[kind]
         self.opts = opts
         self.m = SeqModel(kind, self.size, opts)
