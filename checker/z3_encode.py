@@ -99,6 +99,11 @@ class Encoder:
         b = self.bits[k]
         return v64 if b == 64 else z3.Extract(b - 1, 0, v64)
 
+    def read_store(self, k, v64):
+        """``v64`` stored into slot k and read back (wrapped to its width)."""
+        b = self.bits[k]
+        return v64 if b == 64 else z3.SignExt(64 - b, z3.Extract(b - 1, 0, v64))
+
     def const(self, k, value: int):
         return z3.BitVecVal(value & ((1 << self.bits[k]) - 1), self.bits[k])
 

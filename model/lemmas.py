@@ -1,0 +1,333 @@
+"""Named auxiliary invariants (lemmas) that strengthen inductive proofs.
+
+A spec names them in its ``[prove]`` table (``lemmas = ["held_blocks_in_mask"]``);
+``lemma_expr(model, name)`` builds the expression for that model (over all its
+workers).  A lemma is proved like a property -- it is a hypothesis of the
+induction step only together with the obligation to show it itself -- so a
+wrong lemma can make a proof fail, never make it unsound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .expr import Const, Expr, Local, Pc, SelfId, Var, and_, eq, implies, ne, not_, or_
+
+
+class LemmaError(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Lemma:
+    name: str
+    description: str
+    build: Callable          # model -> Expr
+
+
+LEMMAS: dict[str, Lemma] = {}
+
+
+def lemma(name, description):
+    def deco(fn):
+        LEMMAS[name] = Lemma(name, description, fn)
+        return fn
+    return deco
+
+
+def lemma_expr(model, name: str) -> Expr:
+    if name not in LEMMAS:
+        raise LemmaError(f"unknown lemma '{name}' (known: {', '.join(sorted(LEMMAS))})")
+    return LEMMAS[name].build(model)
+
+
+# ---------------------------------------------------------------------------
+# hand-written lemmas (over every thread / worker of the model)
+
+def _threads(model, role=None):
+    return [t for t, th in enumerate(model.threads) if role is None or th.program.role == role]
+
+
+def _held_pcs(model, t, lock="lock"):
+    """pcs of thread t at which it holds ``lock``: forward data flow over the
+    program's steps (acquire sets, release clears)."""
+    prog = model.threads[t].program
+    labels = prog.labels
+    held = {0: False}
+    work = [0]
+    out = set()
+    while work:
+        pc = work.pop()
+        if pc >= len(prog.steps):
+            continue
+        st = prog.steps[pc]
+        h = held[pc]
+        if h:
+            out.add(pc)
+        nh = True if (st.kind == "acquire" and st.lock == lock) else False if (st.kind == "release" and st.lock == lock) else h
+        for br in st.branches:
+            q = labels.index(br.goto)
+            if q not in held:
+                held[q] = nh
+                work.append(q)
+            elif held[q] != nh:
+                raise ValueError(f"{model.threads[t].name}: lock '{lock}' held and not held at {labels[q]}")
+    return out
+
+
+def owner_expr(t) -> Expr:
+    return SelfId() + 1
+
+
+@lemma("mask_conflict_free", "the allocator never holds two overlapping candidate blocks")
+def mask_conflict_free(model):
+    geo = model.geometry
+    m = Var("mask")
+    parts = [m >= 0]
+    for a in range(geo.count):
+        for b in range(a + 1, geo.count):
+            if geo.conflicts[a] >> b & 1:
+                parts.append(not_(and_(ne(m & (1 << a), 0), ne(m & (1 << b), 0))))
+    parts.append(eq(m >> geo.count, 0))
+    return and_(*parts)
+
+
+@lemma("held_blocks_distinct", "two workers never hold the same block")
+def held_blocks_distinct(model):
+    W = _threads(model, "worker")
+    return and_(*(implies(and_(Local("blk", i) >= 0, Local("blk", j) >= 0), ne(Local("blk", i), Local("blk", j)))
+                  for a, i in enumerate(W) for j in W[a + 1:]))
+
+
+@lemma("held_blocks_in_mask", "a block a worker holds is allocated in the allocator of the same generation")
+def held_blocks_in_mask(model):
+    geo = model.geometry
+    W = _threads(model, "worker")
+    return and_(*(implies(Local("blk", i) >= 0, and_(geo.has(Var("mask"), Local("blk", i)), eq(Local("bgen", i), Var("gen")),
+                                                      Local("blk", i) < geo.count)) for i in W))
+
+
+# ---------------------------------------------------------------------------
+# mined candidate invariants ("auto")
+#
+# Candidates are templates over thread *programs*, not thread indices, so the
+# same template instantiates on a model with any number of workers (the
+# parametric proof relies on that).  They are mined from reachable states of
+# a small configuration and are only candidates: the prover keeps the subset
+# it can show inductive (Houdini), so a wrong guess costs time, never
+# soundness.
+
+def prog_key(th) -> str:
+    return th.group or th.name
+
+
+def _derived_terms(model):
+    """Model-specific terms whose values are worth tracking (name -> Expr)."""
+    out = {}
+    geo = getattr(model, "geometry", None)
+    if geo is not None:
+        units = geo.allocated_units(Var("mask"))
+        out["used-units"] = Var("used") - units
+        if getattr(model, "profile", None) is not None and model.profile.has_vis:
+            out["vis-units"] = Var("vis") - units
+    return out
+
+
+def _atoms(model, t):
+    """Boolean facts about thread t (name -> Expr) mined per pc."""
+    out = {}
+    for lk in model.locks:
+        out[f"holds:{lk}"] = eq(Var(lk), SelfId() + 1)
+    geo = getattr(model, "geometry", None)
+    th = model.threads[t]
+    names = {v.name for v in th.program.locals}
+    if geo is not None and "blk" in names:
+        out["blk_in_mask"] = geo.has(Var("mask"), Local("blk", t))
+        if "bgen" in names:
+            out["bgen_current"] = eq(Local("bgen", t), Var("gen"))
+    return out
+
+
+def _small(values, limit=12):
+    return len(values) <= limit
+
+
+def mine(model, states, *, limit: int = 12) -> list:
+    """Templates true on every state of ``states`` (a sample of reachable states)."""
+    from .expr import evaluate
+    lay = model.layout
+    owner = {d.name for d in model.shared if d.kind == "owner"}
+    gvars = [d.name for d in model.shared if d.name not in owner]
+    derived = _derived_terms(model)
+    T = range(len(model.threads))
+    keys = [prog_key(th) for th in model.threads]
+    # per (key, pc label): value sets of locals, shared vars, derived terms; atom truth sets; other threads' pcs
+    vals, atoms, cross, holder, g_vals, g_imp, lock0, limp = {}, {}, {}, {}, {}, {}, {}, {}
+    atom_exprs = [_atoms(model, t) for t in T]
+    small_g = [v for v in gvars]
+    for s in states:
+        dv = {n: evaluate(e, s, lay) for n, e in derived.items()}
+        gv = {n: s[lay.shared_slot(n)] for n in gvars}
+        for n, v in gv.items():
+            g_vals.setdefault(n, set()).add(v)
+        for x in small_g:
+            for y in small_g:
+                if x != y:
+                    g_imp.setdefault((x, gv[x], y), set()).add(gv[y])
+        for lk in owner:
+            if s[lay.shared_slot(lk)] == 0:
+                for n, v in dv.items():
+                    lock0.setdefault((lk, n), set()).add(v)
+        for t in T:
+            pc = s[lay.pc_slot(t)]
+            lab = lay.labels[t][pc]
+            k = (keys[t], lab)
+            d = vals.setdefault(k, {})
+            for name, slot in lay.local_index[t].items():
+                d.setdefault("local:" + name, set()).add(s[slot])
+            for n, v in gv.items():
+                d.setdefault("var:" + n, set()).add(v)
+            for n, v in dv.items():
+                d.setdefault("derived:" + n, set()).add(v)
+            a = atoms.setdefault(k, {})
+            for n, e in atom_exprs[t].items():
+                a.setdefault(n, set()).add(bool(evaluate(e, s, lay, t)))
+                if n.startswith("holds:") and evaluate(e, s, lay, t):
+                    holder.setdefault((keys[t], n), set()).add(lab)
+            ls = [(name, s[slot]) for name, slot in lay.local_index[t].items()]
+            li = limp.setdefault(k, {})
+            for x, a in ls:
+                for y, b in ls:
+                    if x != y:
+                        li.setdefault((x, a, y), set()).add(b)
+            for u in T:
+                if u != t:
+                    cross.setdefault((k, keys[u]), set()).add(lay.labels[u][s[lay.pc_slot(u)]])
+    out = []
+    for (key, lab), d in vals.items():
+        for term, vs in d.items():
+            if _small(vs, limit):
+                out.append(("pcval", key, lab, term, tuple(sorted(vs))))
+    for (key, lab), li in limp.items():
+        d = vals[(key, lab)]
+        for (x, a, y), vs in li.items():
+            if _small(vs, limit) and _small(d["local:" + x], limit) and len(vs) < len(d["local:" + y]):
+                out.append(("limp", key, lab, x, a, y, tuple(sorted(vs))))
+    seen_labs = {}
+    for (key, lab) in vals:
+        seen_labs.setdefault(key, set()).add(lab)
+    for t in T:
+        for lab in lay.labels[t]:
+            if lab not in seen_labs.get(keys[t], ()):
+                out.append(("pcnever", keys[t], lab))
+    out = list(dict.fromkeys(out))
+    for (key, lab), a in atoms.items():
+        for n, vs in a.items():
+            if len(vs) == 1:
+                out.append(("pcatom", key, lab, n, next(iter(vs))))
+    for (key, n), labs in holder.items():
+        out.append(("holder", key, n, tuple(sorted(labs))))
+    for ((key, lab), ukey), labs in cross.items():
+        out.append(("cross", key, lab, ukey, tuple(sorted(labs))))
+    for n, vs in g_vals.items():
+        if _small(vs, limit):
+            out.append(("gval", n, tuple(sorted(vs))))
+    for (x, a, y), vs in g_imp.items():
+        if _small(vs, limit) and _small(g_vals[x], limit) and len(vs) < len(g_vals[y]):
+            out.append(("gimp", x, a, y, tuple(sorted(vs))))
+    for (lk, n), vs in lock0.items():
+        if _small(vs, limit):
+            out.append(("lock0", lk, n, tuple(sorted(vs))))
+    return out
+
+
+def instantiate(model, templates) -> list:
+    """[(template, Expr, threads read, tid)]: each template over every thread
+    (pair) of ``model`` it applies to; ``tid`` is the thread whose identity
+    ``SelfId`` denotes in the expression (None: no SelfId)."""
+    lay = model.layout
+    derived = _derived_terms(model)
+    keys = [prog_key(th) for th in model.threads]
+    by_key = {}
+    for t, k in enumerate(keys):
+        by_key.setdefault(k, []).append(t)
+    out = []
+
+    def pc_is(t, lab):
+        return eq(Pc(t), lay.labels[t].index(lab))
+
+    def pc_in(t, labs):
+        return or_(*(pc_is(t, l) for l in labs if l in lay.labels[t]))
+
+    def term(t, name):
+        kind, n = name.split(":", 1)
+        if kind == "local":
+            return Local(n, t)
+        if kind == "var":
+            return Var(n)
+        return derived[n]
+
+    def in_vals(e, vs):
+        return or_(*(eq(e, v) for v in vs))
+
+    for tp in templates:
+        kind = tp[0]
+        if kind == "pcval":
+            _, key, lab, name, vs = tp
+            for t in by_key.get(key, []):
+                if lab in lay.labels[t] and (not name.startswith("derived:") or name[8:] in derived):
+                    out.append((tp, implies(pc_is(t, lab), in_vals(term(t, name), vs)), [t], None))
+        elif kind == "limp":
+            _, key, lab, x, a, y, vs = tp
+            for t in by_key.get(key, []):
+                if lab in lay.labels[t]:
+                    out.append((tp, implies(and_(pc_is(t, lab), eq(Local(x, t), a)), in_vals(Local(y, t), vs)), [t], None))
+        elif kind == "pcnever":
+            _, key, lab = tp
+            for t in by_key.get(key, []):
+                if lab in lay.labels[t]:
+                    out.append((tp, not_(pc_is(t, lab)), [t], None))
+        elif kind == "pcatom":
+            _, key, lab, name, val = tp
+            for t in by_key.get(key, []):
+                a = _atoms(model, t).get(name)
+                if a is not None and lab in lay.labels[t]:
+                    out.append((tp, implies(pc_is(t, lab), a if val else not_(a)), [t], t))
+        elif kind == "holder":
+            _, key, name, labs = tp
+            for t in by_key.get(key, []):
+                a = _atoms(model, t).get(name)
+                if a is not None:
+                    out.append((tp, implies(a, pc_in(t, labs)), [t], t))
+        elif kind == "cross":
+            _, key, lab, ukey, labs = tp
+            for t in by_key.get(key, []):
+                for u in by_key.get(ukey, []):
+                    if u != t and lab in lay.labels[t]:
+                        out.append((tp, implies(pc_is(t, lab), pc_in(u, labs)), [t, u], None))
+        elif kind == "gval":
+            _, n, vs = tp
+            out.append((tp, in_vals(Var(n), vs), [], None))
+        elif kind == "gimp":
+            _, x, a, y, vs = tp
+            out.append((tp, implies(eq(Var(x), a), in_vals(Var(y), vs)), [], None))
+        elif kind == "lock0":
+            _, lk, n, vs = tp
+            if n in derived:
+                out.append((tp, implies(eq(Var(lk), 0), in_vals(derived[n], vs)), [], None))
+    return out
+
+
+
+@lemma("mask_is_held_blocks", "the allocator holds exactly the blocks the workers hold (a global, not per-worker, fact)")
+def mask_is_held_blocks(model):
+    geo = model.geometry
+    W = _threads(model, "worker")
+    u = Const(0)
+    for i in W:
+        u = u | geo.bit_of(Local("blk", i))
+    return eq(Var("mask"), u)
+
+
+DEFAULT = ["auto", "mask_conflict_free", "held_blocks_distinct", "held_blocks_in_mask", "mask_is_held_blocks"]
+"""What ``prove`` uses when a spec's [prove] table names no lemmas."""
