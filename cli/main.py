@@ -138,7 +138,7 @@ def replay(trace, impl, fixes, quiet):
                 fail_input(f"--fix: unknown fix '{f}' (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
         report = replay_on_impl(data, {f: True for f in fixes} or None)
         out.print(format_report(report))
-        sys.exit(0 if getattr(report, "matches_expectation", True) else 1)
+        sys.exit(0 if report.as_expected else 1)
     from ..checker.replay import replay as do_replay
     res = do_replay(trace, data)
     if not quiet:
