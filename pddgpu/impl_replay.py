@@ -612,9 +612,18 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     those the trace's spec checks, found through ``#meta.source`` relative to
     ``root`` or the working directory; all when unknown).  Violations of
     other properties are reported apart."""
-    meta = trace_data["#meta"]
-    kind, size = meta["model_kind"], meta["size"]
-    wl = workload_from_dict(meta["workload"])
+    try:
+        meta = trace_data["#meta"]
+        kind, size = meta["model_kind"], meta["size"]
+        wl = workload_from_dict(meta["workload"])
+        trs = list(meta["transitions"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"not a trace of a manager model: #meta field {e} missing or invalid") from None
+    if kind not in ("vram", "gtt"):
+        raise ValueError(f"#meta.model_kind: no implementation of model {kind!r} (only vram and gtt)")
+    for k in (options_override or {}):
+        if k not in OPTIONS:
+            raise ValueError(f"unknown option {k!r} (known: {', '.join(sorted(OPTIONS))})")
     trace_opts = resolve(dict(meta.get("options") or {}))
     override = dict(options_override or {})
     opts = resolve({**trace_opts, **override})
@@ -626,7 +635,6 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     s = Scheduler()
     try:
         h.spawn_all(s)
-        trs = list(meta["transitions"])
         rep.transitions = len(trs)
         follow_labels = strict
 

@@ -171,3 +171,14 @@ def test_livelock_cycle_repeats_on_code_and_bounded_retry_ends_it(tmp_path):
     fixed = replay_on_impl(data, {"fix_state_retry_bounded": True})
     assert fixed.clean, format_report(fixed)
     assert fixed.results["w0"] == [("op0:alloc(1)", -19)]
+
+
+def test_bad_input_is_a_value_error(tmp_path):
+    data = make_trace(tmp_path, "fds", "vram", {}, W([[A(1), F]], shutdown=True), 4, None)
+    with pytest.raises(ValueError, match="unknown option"):
+        replay_on_impl(data, {"fix_everything": True})
+    bad = dict(data, **{"#meta": dict(data["#meta"], model_kind="toy")})
+    with pytest.raises(ValueError, match="model_kind"):
+        replay_on_impl(bad)
+    with pytest.raises(ValueError, match="#meta"):
+        replay_on_impl({"#meta": {}})
