@@ -109,3 +109,20 @@ def test_stress_fixed_implementation_running_free(chaos_on):
     print(f"stress: {THREADS}x{PAIRS} pairs in {elapsed:.1f}s, {counts['ok']} allocated, "
           f"{counts['failed']} refused {refused}")
     assert elapsed < 60
+
+
+def test_model_workloads_run_free_on_the_fixed_code():
+    """The harness that replays traces also runs a workload on free threads."""
+    from pddgpu_verify.model.manager import Workload
+    from pddgpu_verify.pddgpu.impl_replay import Harness
+    A = lambda n: ("alloc", n)  # noqa: E731
+    wl = Workload([[A(1), ("free",), A(2), ("free",)]] * 4, error_injectors=1, recoverers=1, stats_readers=2,
+                  shutdown=True)
+    for kind in ("vram", "gtt"):
+        for _ in range(20):
+            h = Harness(kind, 8, dict(ALL_FIXES), wl)
+            errors = h.run_free()
+            h.monitor.at_end("done")
+            assert errors == {}
+            assert h.fini_leaks == [] and h.monitor.observations == [], h.monitor.observations
+            assert not h.dev.bugs
