@@ -255,7 +255,7 @@ class ManagerBase:
         return self.opt["retry_holds_lock"] and not self.opt["fix_retry_unlock"]
 
     def live_blocks(self) -> int:
-        if not self.alive or self.finied:
+        if not self.alive:
             return 0
         return self._live_count()
 
@@ -446,12 +446,13 @@ class ManagerBase:
         self._pt(at)
         live = self.live_blocks()
         if self.opt["fix_recover_reinit"]:
+            self.dev.trace("init", self, live=live, was_alive=self.alive, fixed=True)
             if live:
                 return 0
-            if self.alive and not self.finied:
+            if self.alive:
                 self._allocator_fini()
             return self._init_into_mm()      # statistics left alone: with no live block they are 0
-        self.dev.trace("init", self, live=live, was_alive=self.alive and not self.finied)
+        self.dev.trace("init", self, live=live, was_alive=self.alive, fixed=False)
         return self._init_into_mm()
 
     def _init_into_mm(self) -> int:
@@ -510,7 +511,7 @@ class ManagerBase:
     def _teardown(self, at: str) -> list:
         self._pt(at)
         used, vis = self.used.peek(), self.vis_usage.peek()
-        leaks = self._allocator_fini() if self.alive and not self.finied else []
+        leaks = self._allocator_fini() if self.alive else []
         self.finied = True
         self.alive = False
         self.leak_report = leaks

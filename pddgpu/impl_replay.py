@@ -153,6 +153,7 @@ class Harness:
         self.stop = False
         self.lost = 0
         self.fini_leaks: list | None = None
+        self.stats_seen: dict = {}        # stats thread -> the Stats its get_stats returned
         self.monitor = Monitor(self)
         wl = workload
         for i, ops in enumerate(wl.workers):
@@ -278,6 +279,7 @@ class Harness:
     def _stats(self):
         name = sched.current_name()
         st = self._call(name, "get_stats", "stats", self.mgr.get_stats)
+        self.stats_seen[name] = st
         self.results[name][-1] = ("get_stats", f"used_size={st.used_size}"
                                   + (f" visible_used={st.visible_used}" if self.kind == "vram" else "")
                                   + f" state={st.state:#x}")
@@ -310,7 +312,7 @@ class Harness:
 
     def allocator_mask(self) -> int:
         m = self.mgr
-        if not m.alive or m.finied:
+        if not m.alive:
             return 0
         mask = 0
         blocks = m.mm.allocated_blocks() if self.kind == "vram" else m.mm.nodes()
@@ -399,6 +401,11 @@ class Monitor:
             elif self.h.block_index(res) >= 0 and not (self.h.allocator_mask() >> self.h.block_index(res)) & 1:
                 self.observe("no_double_free", who, f"{who} frees {_fmt_ext(res)}, which the allocator does not hold")
         elif event == "init":
+            if mgr.finied:
+                self.observe("no_allocator_use_after_fini", who,
+                             f"recover re-initialises the {mgr.NAME} allocator after fini tore it down")
+            if d["fixed"]:
+                return
             if d["live"]:
                 self.observe("no_reinit_of_live_allocator", who,
                              f"recover re-initialises the {mgr.NAME} allocator while it holds {d['live']} live block(s)")
@@ -442,7 +449,7 @@ class Monitor:
                     self.observe("no_overlap", None, f"w{live[x][0]} {_fmt_ext(live[x][1])} and w{live[y][0]} "
                                                      f"{_fmt_ext(live[y][1])} hold the same memory")
         # quiescent: used equals what the allocator holds
-        if self.quiet() and m.alive and not m.finied:
+        if self.quiet() and m.alive:
             a = h.abstract()
             units = sum(h.geo.sizes[i] for i in range(h.geo.count) if a["mask"] >> i & 1)
             if a["used"] != units or (h.kind == "vram" and a["vis"] != units):

@@ -152,7 +152,7 @@ class Conformance(RuleBasedStateMachine):
         a = self.h.abstract()
         if m.used.peek() < 0 or m.vis_usage.peek() < 0:
             props.add("used_matches_allocations")
-        if m.alive and not m.finied:
+        if m.alive:
             units = sum(self.h.geo.sizes[i] for i in range(self.h.geo.count) if a["mask"] >> i & 1)
             if a["used"] != units or (self.kind == "vram" and a["vis"] != units):
                 props.add("used_matches_allocations")
@@ -300,7 +300,7 @@ class Conformance(RuleBasedStateMachine):
     @invariant()
     def allocator_consistent(self):
         m = getattr(self, "mgr", None)
-        if m is not None and m.alive and not m.finied:
+        if m is not None and m.alive:
             m.mm.check_invariants()
 
 

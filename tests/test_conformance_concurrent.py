@@ -134,6 +134,15 @@ def run_schedule(kind, opts, wl, choose, max_steps=400):
                 if not flagged:
                     fail(f"step {steps}: {names[tid]} crashed in the code ({err}) where the model sees no misuse")
                 return steps
+            if len(h.results[names[tid]]) > before and names[tid] in h.stats_seen:
+                st_ = h.stats_seen[names[tid]]
+                md = lay.as_dict(state)
+                got = (st_.used_size // 4096, st_.visible_used // 4096 if kind == "vram" else 0, st_.state)
+                want = (md[f"{names[tid]}.s_used"], md[f"{names[tid]}.s_vis"] if kind == "vram" else 0,
+                        md[f"{names[tid]}.s_state"])
+                if got != want:
+                    fail(f"step {steps}: {names[tid]} get_stats reports (used, vis, state) {got} in the code, "
+                         f"{want} in the model")
             if len(h.results[names[tid]]) > before:
                 call, r = h.results[names[tid]][-1]
                 ret_slot = f"{names[tid]}.ret"
