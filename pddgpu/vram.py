@@ -8,7 +8,9 @@ the buddy under the mutex and resets the statistics after it (5.1).
 
 Placement: the buddy is asked for ``RANGE_ALLOCATION`` over the whole
 aperture (``fpfn = 0, lpfn = size``, as amdgpu does for a placement with
-bounds), which takes the lowest free aligned block -- the model's first fit.
+bounds) with ``min_block_size`` the request rounded up to a power of two (a
+BO aligned to its size), which yields one block, the lowest free aligned one
+-- the model's first fit over its candidate blocks.
 """
 from __future__ import annotations
 
@@ -52,8 +54,11 @@ class VramManager(ManagerBase):
         return self.dev.kmem.kzalloc("vres", sched.current_name())                            # vres = kzalloc(...)
 
     def _alloc_call(self, res: Resource) -> int:
+        # one block aligned to its size (min_block_size = the request rounded up to a power of two, as for a
+        # BO aligned to its size); drm_buddy would otherwise satisfy a request with scattered smaller blocks
+        min_block = max(self.default_page_size, 1 << (max(res.size, 1) - 1).bit_length())
         try:
-            blocks = self.mm.alloc_blocks(0, self.size, res.size, self.default_page_size, self.ALLOC_FLAGS)
+            blocks = self.mm.alloc_blocks(0, self.size, min_block, min_block, self.ALLOC_FLAGS)
         except AllocError as e:
             return -e.errno
         res.blocks = blocks
