@@ -42,7 +42,8 @@ class Nonconformance(AssertionError):
 @st.composite
 def workloads(draw):
     kind = draw(st.sampled_from(["vram", "gtt"]))
-    sizes = [1, 2, 4] if kind == "vram" else [1, 2, 3, 4]
+    size = draw(st.sampled_from([4, 8]))
+    sizes = [n for n in (1, 2, 4, 8) if n <= size] if kind == "vram" else list(range(1, size + 1))
     op = st.one_of(st.builds(lambda n: ("alloc", n), st.sampled_from(sizes)), st.just(("free",)))
     workers = draw(st.lists(st.lists(op, min_size=1, max_size=3), min_size=1, max_size=3))
     wl = Workload(workers, draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1)),
@@ -56,16 +57,16 @@ def workloads(draw):
     opts["fini_takes_lock"] = draw(st.booleans())
     opts["init_can_fail"] = draw(st.booleans())
     opts["is_ready_reads"] = draw(st.sampled_from([1, 2]))
-    return kind, opts, wl
+    return kind, opts, wl, size
 
 
-def run_schedule(kind, opts, wl, choose, max_steps=400):
+def run_schedule(kind, opts, wl, choose, max_steps=400, size=SIZE):
     """Run model and code side by side; ``choose(n, what)`` picks among n.
     Returns the number of steps; raises Nonconformance (with a trace file)."""
-    model = (vram if kind == "vram" else gtt).make(opts, wl, SIZE)
+    model = (vram if kind == "vram" else gtt).make(opts, wl, size)
     lay = model.layout
     names = [t.name for t in model.threads]
-    h = Harness(kind, SIZE, opts, wl)
+    h = Harness(kind, size, opts, wl)
     s = Scheduler()
     state = model.initial_state()
     path = [(None, state)]
@@ -155,11 +156,11 @@ def run_schedule(kind, opts, wl, choose, max_steps=400):
     return steps
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(w=workloads(), data=st.data())
 def test_code_runs_are_model_runs(w, data):
-    kind, opts, wl = w
-    run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1), label=what))
+    kind, opts, wl, size = w
+    run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1), label=what), size=size)
 
 
 def test_round_robin_schedules_conform():

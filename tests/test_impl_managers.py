@@ -347,3 +347,17 @@ def test_random_schedules_find_free_during_shutdown_in_the_code(strategy):
     found = _search("vram", {}, wl, 60, strategy)
     assert "no_leak_at_fini" in found
     assert _search("vram", {"fix_free_always_releases": True}, wl, 60, strategy) == {}
+
+
+def test_vram_hands_out_one_aligned_block_like_the_model():
+    """Regression (found by the concurrent conformance test): with free units
+    1 and 3 only, a 2-page request fails, as in the model's geometry, instead
+    of being served by two scattered 1-page blocks."""
+    d = Device(vram_size=4 * PAGE_SIZE, gtt_pages=4, options={}, sleep_scale=0)
+    m = d.vram_mgr
+    a, b, c = Resource(2 * PAGE_SIZE), Resource(PAGE_SIZE), Resource(PAGE_SIZE)
+    assert m.alloc(a) == 0 and a.extents() == [(0, 2 * PAGE_SIZE)]
+    assert m.alloc(b) == 0 and b.extents() == [(2 * PAGE_SIZE, 3 * PAGE_SIZE)]
+    m.free(a)
+    assert m.alloc(c) == 0 and c.extents() == [(0, PAGE_SIZE)]
+    assert m.alloc(Resource(2 * PAGE_SIZE)) == -ENOMEM

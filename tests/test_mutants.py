@@ -73,8 +73,8 @@ def concurrent_fails(examples=300) -> str | None:
     @settings(max_examples=examples, **QUICK)
     @given(w=conc.workloads(), data=st.data())
     def check(w, data):
-        kind, opts, wl = w
-        conc.run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1)))
+        kind, opts, wl, size = w
+        conc.run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1)), size=size)
 
     try:
         check()
@@ -136,8 +136,8 @@ def test_shrunk_failing_schedule_is_a_trace_both_replays_accept(monkeypatch):
               suppress_health_check=list(HealthCheck))
     @given(w=conc.workloads(), data=st.data())
     def check(w, data):
-        kind, opts, wl = w
-        conc.run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1)))
+        kind, opts, wl, size = w
+        conc.run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1)), size=size)
 
     with pytest.raises(conc.Nonconformance) as exc:
         check()
