@@ -136,7 +136,12 @@ def replay(trace, impl, fixes, quiet):
         for f in fixes:
             if f not in OPTIONS or OPTIONS[f].kind != "fix":
                 fail_input(f"--fix: unknown fix '{f}' (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
-        report = replay_on_impl(data, {f: True for f in fixes} or None)
+        from ..checker.trace import model_of_trace, validated_states
+        validated_states(trace, data, model_of_trace(trace, data))     # the same checks as the model replay
+        try:
+            report = replay_on_impl(data, {f: True for f in fixes} or None)
+        except ValueError as e:
+            fail_input(f"{trace}: {e}")
         out.print(format_report(report))
         sys.exit(0 if report.as_expected else 1)
     from ..checker.replay import replay as do_replay

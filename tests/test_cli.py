@@ -203,3 +203,15 @@ def test_check_without_arguments_compares_with_expected(tmp_path, monkeypatch):
     r = run("check", "--traces-dir", tmp_path / "traces")
     assert r.exit_code == 4
     assert "gtt_stats_data_race" in r.output and "differ" in r.output
+
+
+@pytest.mark.parametrize("name, mutate, field", BAD_TRACES, ids=[b[0] for b in BAD_TRACES])
+def test_malformed_trace_on_the_implementation_is_one_line_error(name, mutate, field, tmp_path):
+    p = _trace_variant(tmp_path, mutate)
+    _assert_one_line_error(run("replay", p, "--impl"), p, field)
+
+
+def test_replay_impl_unknown_fix_is_one_line_error():
+    p = ROOT / "traces/vram_free_during_shutdown.itf.json"
+    r = CliRunner().invoke(main, ["replay", str(p), "--impl", "--fix", "fix_nothing"])
+    assert r.exit_code == 2 and "--fix" in r.stderr and len(r.stderr.strip().splitlines()) == 1
