@@ -122,8 +122,8 @@ class Observation:
     thread: str | None
     message: str
 
-    def __str__(self):
-        return f"{self.property} [{self.thread or '-'}]: {self.message}"
+    def __str__(self):        # no square brackets: the CLI prints through rich, which reads [x] as markup
+        return f"{self.property} ({self.thread}): {self.message}" if self.thread else f"{self.property}: {self.message}"
 
 
 @dataclass
