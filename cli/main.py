@@ -69,6 +69,8 @@ def main():
               help="Exit on the comparison with expected verdicts (default when no spec is named).")
 @click.option("--prove/--no-prove", "with_proofs", default=False,
               help="Also run the z3 back end on each spec and show its result beside the verdict.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every outcome (verdict, expectation, statistics, trace path) as JSON.")
 @click.option("--hash-compact", is_flag=True,
               help="Store 64-bit state hashes instead of states (much less memory; OK then holds up to the "
                    "reported collision probability).")
@@ -76,7 +78,7 @@ def main():
               help="Also check each defect spec with the fix it names (fixed_by); it must verify.")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
-          hash_compact):
+          hash_compact, json_out):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -98,6 +100,16 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
         if with_proofs:
             proofs[spec.name] = _proof_summary(spec)
     render.print_check_table(out, outcomes, proofs)
+    if json_out:
+        import json
+        json_out.write_text(json.dumps([{
+            "spec": o.spec.name, "file": str(o.spec.path), "model": o.spec.model,
+            "verdict": o.result.verdict, "property": o.result.property, "thread":
+                o.model.threads[o.result.thread].name if o.result.thread is not None else None,
+            "expected": {"verdict": o.spec.expect_verdict, "property": o.spec.expect_property},
+            "as_expected": o.matches, "stats": o.result.stats,
+            "trace": str(o.trace_path) if o.trace_path else None, "proof": proofs.get(o.spec.name)}
+            for o in outcomes], indent=1) + "\n")
     if against_expected is None:
         against_expected = not named
     if against_expected:

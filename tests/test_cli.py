@@ -215,3 +215,12 @@ def test_replay_impl_unknown_fix_is_one_line_error():
     p = ROOT / "traces/vram_free_during_shutdown.itf.json"
     r = CliRunner().invoke(main, ["replay", str(p), "--impl", "--fix", "fix_nothing"])
     assert r.exit_code == 2 and "--fix" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_check_json_output(tmp_path):
+    out = tmp_path / "o.json"
+    r = run("check", ROOT / "specs/16_gtt_stats_data_race.toml", "--traces-dir", tmp_path, "--json", out)
+    assert r.exit_code == 1
+    (row,) = json.loads(out.read_text())
+    assert (row["verdict"], row["property"], row["as_expected"]) == ("VIOLATION", "no_data_race", True)
+    assert row["stats"]["states"] > 0 and row["trace"].endswith("gtt_stats_data_race.itf.json")
