@@ -68,6 +68,15 @@ def replay(path, data) -> ReplayResult:
 def _confirm(model, states, meta, verdict, prop, steps, cti) -> ReplayResult:
     last = states[-1]
     done = all(last[model.layout.pc_slot(t)] == model.layout.done_pc[t] for t in range(len(model.threads)))
+    if cti and verdict == "NOT INDUCTIVE":
+        first_ok = interpret.check(model, states[0], [prop]) is None
+        last_bad = interpret.check(model, last, [prop]) is not None or (
+            done and interpret.check_final(model, last, [prop]) == prop)
+        if first_ok and last_bad:
+            return ReplayResult(model, True, f"confirmed: counterexample to induction: {prop} holds in the first "
+                                             "state and fails after the recorded step", steps, False)
+        return ReplayResult(model, False, f"not confirmed: {prop} " + (
+            "already fails in the first state" if not first_ok else "still holds after the step"), steps, False)
     if verdict == "VIOLATION":
         if cti:
             first = interpret.check(model, states[0], [prop])
