@@ -201,8 +201,7 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     fail_updates = [(RET, prof.alloc_fail_code)]
     if prof.has_vres and opt["fix_retry_unlock"]:
         fail_updates += unvres
-    if not prof.has_vres:
-        fail_updates += []      # GTT: err_free frees the node
+    # GTT: err_free frees the node, so only VRAM has a resource to lose here
     if opt["set_error_on_alloc_failure"]:
         fail_updates.append((S, S | ERROR))
     b.go(L("fail"), L("return"), fail_updates, section="3.3" + (" / 3.1 错误检测" if opt["set_error_on_alloc_failure"] else ""),
@@ -520,9 +519,6 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
     holds_nothing = and_(eq(Var("lost"), 0), *(
         and_(eq(Local("blk", t), -1), eq(Local("vres", t), 0) if prof.has_vres else Const(1)) for t in W))
     props["no_lost_resource"] = Property("no_lost_resource", "final", P["no_lost_resource"], holds_nothing)
-    for n in list(props):
-        if props[n].kind == "assertion":
-            props[n] = Property(n, "assertion", props[n].description)
     model = Model(name or prof.name, tuple(shared), tuple(threads), props,
                   {"lock": prof.lock_kind}, opt, doc=f"PDDGPU {prof.name.upper()} manager")
     model.geometry = geo
