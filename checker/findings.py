@@ -101,6 +101,15 @@ def write_findings(out, spec_files, output: Path, traces_dir: Path):
         md.append(f"| `{spec.path.name}` — {spec.description} | {o.result.label} | {st['states']:,} | "
                   f"{st['transitions']:,} | {st['seconds']:.1f}s |")
     md.append("")
+    md += ["## Where the document is ambiguous", "",
+           "Each ambiguity is a reading of the model, never a silent choice; the specs above say which reading "
+           "each verdict was found under (`pddgpu-verify options` lists them).", "",
+           "| reading | default | values | document | meaning |", "|---|---|---|---|---|"]
+    for o in OPTIONS.values():
+        if o.kind == "reading":
+            md.append(f"| `{o.name}` | `{o.default}` | {', '.join(f'`{c}`' for c in o.choices)} | {o.section} | "
+                      f"{o.text} |")
+    md.append("")
     try:
         from .stateword import stateword_report
     except ImportError:
