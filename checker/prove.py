@@ -77,13 +77,29 @@ def owner_candidate(model: Model) -> list:
     return out
 
 
-def sample_states(model: Model, limit: int = 40000):
-    """Reachable states of ``model`` (explorer, breadth first), at most ``limit``, evenly sampled."""
+def sample_states(model: Model, limit: int = 400_000, walks: int = 4000, seed: int = 1):
+    """Reachable states of ``model`` for mining candidates: the first
+    ``limit`` states of the explorer's breadth-first search (one per symmetry
+    orbit: mined templates are per thread program, so a representative gives
+    the templates of its whole orbit), plus ``walks`` random runs to the end,
+    which reach the deep states a capped breadth-first search misses.  Only
+    a source of guesses: the proof never trusts them."""
+    import random
+    from ..model.compile import compile_model
     from .explorer import explore
-    res = explore(model, keep_graph=True, deadlock=False, max_states=2_000_000)
-    states = res.graph[0]
-    step = max(1, len(states) // limit)
-    return states[::step]
+    res = explore(model, keep_graph=True, deadlock=False, max_states=limit, symmetry=True)
+    states = list(res.graph[0])
+    succ = compile_model(model).successors
+    rnd = random.Random(seed)
+    for _ in range(walks):
+        s = model.initial_state()
+        for _ in range(10_000):
+            nx = succ(s)
+            if not nx:
+                break
+            s = rnd.choice(nx)[3]
+            states.append(s)
+    return states
 
 
 def mined_candidates(model: Model, templates) -> list:

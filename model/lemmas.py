@@ -165,7 +165,28 @@ def mine(model, states, *, limit: int = 12) -> list:
     vals, atoms, cross, holder, g_vals, g_imp, lock0, limp = {}, {}, {}, {}, {}, {}, {}, {}
     atom_exprs = [_atoms(model, t) for t in T]
     small_g = [v for v in gvars]
+    # one fast pass keeps the distinct projections: shared part, per-thread part, pc vector
+    from operator import itemgetter
+    shared_slots = list(range(len(model.shared)))
+    get_g = itemgetter(*shared_slots)
+    tslots = [[lay.pc_slot(t)] + list(lay.local_index[t].values()) for t in T]
+    get_t = [itemgetter(*(shared_slots + sl)) for sl in tslots]
+    get_pcs = itemgetter(*[lay.pc_slot(t) for t in T])
+    G, P, PCV = set(), [set() for _ in T], set()
     for s in states:
+        G.add(get_g(s))
+        PCV.add(get_pcs(s))
+        for t in T:
+            P[t].add(get_t[t](s))
+
+    def fake(values, slots):
+        st = [0] * lay.size
+        for k, v in zip(slots, values):
+            st[k] = v
+        return st
+
+    for gt in G:
+        s = fake(gt, shared_slots)
         dv = {n: evaluate(e, s, lay) for n, e in derived.items()}
         gv = {n: s[lay.shared_slot(n)] for n in gvars}
         for n, v in gv.items():
@@ -178,7 +199,12 @@ def mine(model, states, *, limit: int = 12) -> list:
             if s[lay.shared_slot(lk)] == 0:
                 for n, v in dv.items():
                     lock0.setdefault((lk, n), set()).add(v)
-        for t in T:
+    for t in T:
+        slots = shared_slots + tslots[t]
+        for proj in P[t]:
+            s = fake(proj, slots)
+            dv = {n: evaluate(e, s, lay) for n, e in derived.items()}
+            gv = {n: s[lay.shared_slot(n)] for n in gvars}
             pc = s[lay.pc_slot(t)]
             lab = lay.labels[t][pc]
             k = (keys[t], lab)
@@ -196,13 +222,16 @@ def mine(model, states, *, limit: int = 12) -> list:
                     holder.setdefault((keys[t], n), set()).add(lab)
             ls = [(name, s[slot]) for name, slot in lay.local_index[t].items()]
             li = limp.setdefault(k, {})
-            for x, a in ls:
+            for x, a_ in ls:
                 for y, b in ls:
                     if x != y:
-                        li.setdefault((x, a, y), set()).add(b)
+                        li.setdefault((x, a_, y), set()).add(b)
+    for pcs in PCV:
+        for t in T:
+            k = (keys[t], lay.labels[t][pcs[t]])
             for u in T:
                 if u != t:
-                    cross.setdefault((k, keys[u]), set()).add(lay.labels[u][s[lay.pc_slot(u)]])
+                    cross.setdefault((k, keys[u]), set()).add(lay.labels[u][pcs[u]])
     out = []
     for (key, lab), d in vals.items():
         for term, vs in d.items():
