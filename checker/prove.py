@@ -77,7 +77,7 @@ def owner_candidate(model: Model) -> list:
     return out
 
 
-def sample_states(model: Model, limit: int = 400_000, walks: int = 4000, seed: int = 1):
+def sample_states(model: Model, limit: int = 3_000_000, walks: int = 0, seed: int = 1):
     """Reachable states of ``model`` for mining candidates: the first
     ``limit`` states of the explorer's breadth-first search (one per symmetry
     orbit: mined templates are per thread program, so a representative gives
@@ -335,3 +335,21 @@ def check_cti(model: Model, res: ProofResult) -> bool:
         if not any((t, pc, b, n) == (mv.thread, mv.pc, mv.branch, s) for t, pc, b, n in interpret.successors(model, prev)):
             return False
     return True
+
+
+def prove_spec(spec, *, k: int | None = None, timeout: float | None = None, bmc_depth: int | None = None):
+    """Run ``prove`` as a spec's ``[prove]`` table configures it (for ``make
+    check`` to show beside the explorer's verdict).  Returns
+    (overall verdict, [ProofResult]); overall is VIOLATED or NOT INDUCTIVE if
+    a property is, else UNKNOWN if one is, else PROVED."""
+    from ..model.lemmas import DEFAULT
+    model = spec.build()
+    p = spec.prove or {}
+    res = prove(model, spec.checked_properties(model), p.get("lemmas", DEFAULT), k=k or p.get("k", 1),
+                timeout=timeout or p.get("timeout", 120.0),
+                bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
+    verdicts = {r.verdict for r in res if r.kind == "property"}
+    for v in (VIOLATED, NOT_INDUCTIVE, UNKNOWN):
+        if v in verdicts:
+            return v, res
+    return PROVED, res
