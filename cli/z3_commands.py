@@ -146,8 +146,10 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--depth", type=click.IntRange(min=0), default=10, show_default=True, help="longest path searched")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="solver time budget in seconds")
+@click.option("--deadlock/--no-deadlock", default=True, show_default=True,
+              help="also look for deadlocks (as the explorer does; the costliest predicate)")
 @click.option("--traces-dir", type=click.Path(file_okay=False), default="traces", show_default=True)
-def bmc(spec_path, depth, timeout, traces_dir):
+def bmc(spec_path, depth, timeout, deadlock, traces_dir):
     """Bounded model checking: a violation on some path of length <= DEPTH."""
     from ..checker.bmc import NO_VIOLATION, VIOLATION, bmc as run_bmc, bmc_trace
     from ..checker.trace import write_trace
@@ -155,7 +157,8 @@ def bmc(spec_path, depth, timeout, traces_dir):
     spec, model = _load(spec_path)
     props = spec.checked_properties(model)
     try:
-        res = run_bmc(model, depth, properties=props + ["deadlock"], timeout=timeout)
+        res = run_bmc(model, depth, properties=props + (["deadlock"] if deadlock else []), deadlock=deadlock,
+                      timeout=timeout)
     except EncodeError as e:
         _fail(f"{spec.path}: model: {e}")
     console = Console()
