@@ -236,7 +236,7 @@ def _system(model: Model, programs, props, lemmas, templates) -> System:
 
 def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "mask_conflict_free",
                       "held_blocks_distinct", "held_blocks_in_mask"), timeout: float | None = 120.0,
-                      concrete: Model | None = None) -> ParametricResult:
+                      concrete: Model | None = None, stress_builder=None) -> ParametricResult:
     """``builder(workload) -> Model`` builds the spec's model for a workload;
     ``base`` is the spec's workload (its worker programs and non-workers)."""
     timer = _Timer(timeout)
@@ -257,6 +257,11 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
     from ..model.lemmas import mine
     conc = concrete or _build(builder, [tuple(w) for w in base.workers], base)
     templates = mine(conc, sample_states(conc)) if "auto" in lemmas else None
+    if templates is not None and stress_builder is not None:
+        # the symbolic systems reach the allocation-failure path (blocks of untracked workers fill the
+        # allocator) that the spec's own configuration may never take: mine a smaller allocator too
+        stress = _build(stress_builder, [tuple(w) for w in base.workers], base)
+        templates = list(dict.fromkeys(templates + mine(stress, sample_states(stress))))
     systems = []
     for size in range(1, MAX_TRACKED + 1):
         for combo in itertools.combinations_with_replacement(programs, size):

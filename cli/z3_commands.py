@@ -100,7 +100,8 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
             from ..model.registry import build_model
             pr = prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
                                    spec.workload, props, lemmas=[x for x in opts["lemmas"] if x != "mask_is_held_blocks"],
-                                   timeout=timeout, concrete=model)
+                                   timeout=timeout, concrete=model,
+                                   stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))
             if pr.refused:
                 for p in pr.refused:
                     console.print(f"[red]cutoff refused[/red]: {p}")
