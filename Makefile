@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(BIN)/pddgpu-verify check
+	$(BIN)/pddgpu-verify check --prove
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
