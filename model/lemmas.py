@@ -107,6 +107,25 @@ def held_blocks_in_mask(model):
                                                       Local("blk", i) < geo.count)) for i in W))
 
 
+@lemma("dead_allocator_flagged",
+       "an allocator that is not alive (failed init, or fini) is flagged ERROR or SHUTDOWN in the state word, "
+       "so a worker whose re-check passed under the lock finds it alive")
+def dead_allocator_flagged(model):
+    # between a failed init and set_state (both under the lock) the recoverer has not flagged it yet
+    flagging = [and_(eq(Pc(t), th.program.labels.index("set_state")), ne(Local("r", t), 0))
+                for t, th in enumerate(model.threads)
+                if th.program.role == "recoverer" and "set_state" in th.program.labels]
+    parts = [implies(eq(Var("alive"), 0), or_(ne(Var("state") & (0x04 | 0x08), 0), *flagging))]
+    # a recoverer past a successful init, still under the lock, has a live allocator
+    for t, th in enumerate(model.threads):
+        if th.program.role != "recoverer" or "set_state" not in th.program.labels:
+            continue
+        for label in ("set_state", "unlock"):
+            parts.append(implies(and_(eq(Pc(t), th.program.labels.index(label)), eq(Local("r", t), 0)),
+                                 eq(Var("alive"), 1)))
+    return and_(*parts)
+
+
 # ---------------------------------------------------------------------------
 # mined candidate invariants ("auto")
 #
