@@ -222,13 +222,20 @@ class Encoder:
 
     def move(self, s, t, mv: MoveRef):
         """The disjunct of ``mv``: its pc, its guard, its updates, the frame."""
+        en, written = self._move_effect(s, mv)
+        parts = [en]
+        for k in range(len(s)):
+            parts.append(t[k] == written[k] if k in written else t[k] == s[k])
+        return z3.And(parts)
+
+    def _move_effect(self, s, mv):
+        """(enabling condition, {slot: stored value}) of one (thread, step, branch)."""
         lay = self.lay
         th = self.model.threads[mv.thread]
-        st = th.program.steps[mv.pc]
-        br = st.branches[mv.branch]
+        br = th.program.steps[mv.pc].branches[mv.branch]
         w = self.where(mv)
         tid = mv.thread
-        parts = [self.pc_is(s, tid, mv.pc), self.cond(br.guard, s, tid, w + " guard")]
+        en = z3.And(self.pc_is(s, tid, mv.pc), self.cond(br.guard, s, tid, w + " guard"))
         written = {}
         for target, value in br.updates:
             if isinstance(target, Var):
@@ -245,9 +252,7 @@ class Encoder:
             written[k] = self.store(k, self.expr(value, s, tid, f"{w} update of {self.names[k]}"))
         pk = lay.pc_slot(tid)
         written[pk] = self.const(pk, lay.pc_of_label(tid, br.goto))
-        for k in range(len(s)):
-            parts.append(t[k] == written[k] if k in written else t[k] == s[k])
-        return z3.And(parts)
+        return en, written
 
     def trans_disjunctive(self, s, t, sel=None, moves=None):
         """Transition relation as the issue states it: one disjunct per
@@ -272,31 +277,7 @@ class Encoder:
         key = id(s)
         if getattr(self, "_eff_key", None) == key:
             return self._eff
-        lay = self.lay
-        out = []
-        for mv in self.moves:
-            th = self.model.threads[mv.thread]
-            br = th.program.steps[mv.pc].branches[mv.branch]
-            w = self.where(mv)
-            tid = mv.thread
-            en = z3.And(self.pc_is(s, tid, mv.pc), self.cond(br.guard, s, tid, w + " guard"))
-            written = {}
-            for target, value in br.updates:
-                if isinstance(target, Var):
-                    if target.name not in lay.shared_index:
-                        raise EncodeError(w, f"writes unknown variable '{target.name}'")
-                    k = lay.shared_slot(target.name)
-                elif isinstance(target, E.Local):
-                    tt = tid if target.thread is None else target.thread
-                    if target.name not in lay.local_index[tt]:
-                        raise EncodeError(w, f"writes unknown local '{target.name}'")
-                    k = lay.local_slot(tt, target.name)
-                else:
-                    raise EncodeError(w, f"cannot assign to {target!r}")
-                written[k] = self.store(k, self.expr(value, s, tid, f"{w} update of {self.names[k]}"))
-            pk = lay.pc_slot(tid)
-            written[pk] = self.const(pk, lay.pc_of_label(tid, br.goto))
-            out.append((en, written))
+        out = [self._move_effect(s, mv) for mv in self.moves]
         self._eff_key, self._eff = key, out
         return out
 
