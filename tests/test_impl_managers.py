@@ -131,10 +131,20 @@ def test_sleeping_under_a_spinlock_is_a_bug():
 
 
 def test_points_are_free_without_a_scheduler():
-    t0 = time.perf_counter()
-    for _ in range(100000):
-        sched.point("x")
-    assert time.perf_counter() - t0 < 1.0
+    # outside a scheduler a point never parks: even a never-ready point returns, in any thread
+    # (how fast is a benchmark's question, not a test's)
+    import threading
+    done = []
+
+    def run():
+        for _ in range(1000):
+            sched.point("x", ready=lambda: False)
+        done.append(True)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    assert done == [True] and not t.is_alive()
 
 
 # -- the managers as written ------------------------------------------------------------------------

