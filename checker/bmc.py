@@ -58,7 +58,7 @@ def replay(model: Model, path) -> None:
                                  "is not a move of the interpreter")
 
 
-def _which(model: Model, enc: Encoder, state, props, deadlock):
+def _which(model: Model, state, props, deadlock):
     """Name the violated property the way the explorer's check does."""
     hit = interpret.check(model, state, [p for p in props if p != "deadlock"])
     if hit:
@@ -105,7 +105,7 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
                     mv = enc.moves[m.eval(sels[i], model_completion=True).as_long()]
                     path.append((Move(mv.thread, mv.pc, mv.branch), enc.decode(m, states[i + 1])))
                 replay(model, path)
-                hit = _which(model, enc, path[-1][1], props, deadlock)
+                hit = _which(model, path[-1][1], props, deadlock)
                 if hit is None:
                     raise ReplayMismatch("z3 reports a violation the interpreter does not see in the last state")
                 return BmcResult(VIOLATION, hit[0], hit[1], k, path, round(time.perf_counter() - t0, 3))

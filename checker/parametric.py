@@ -61,7 +61,6 @@ with the eviction fix the fixed models do not need one.  The lemma
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, field
 
 import z3
@@ -69,9 +68,9 @@ import z3
 from ..model import expr as E
 from ..model.manager import Workload
 from ..model.program import Model
-from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, Candidate, ProofResult, _Timer, candidates, houdini,
+from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Timer, candidates, houdini,
                     sample_states)
-from .z3_encode import EncodeError, Encoder
+from .z3_encode import Encoder
 
 MAX_TRACKED = 3
 
@@ -209,7 +208,6 @@ def _build(builder, programs, base: Workload):
 
 
 def _system(model: Model, programs, props, lemmas, templates) -> System:
-    n = len(model.threads)
     ids = [z3.BitVec(f"id|{th.name}", 64) for th in model.threads]
     owner = [d for d in model.shared if d.kind == "owner"]
     limit = min((1 << (d.bits - 1)) - 2 for d in owner) if owner else (1 << 62)
@@ -249,7 +247,6 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
     probs += [f"lemma {lm}: reads every worker at once (S4)" for lm in bad_lemmas]
     lemmas = [lm for lm in lemmas if lm not in bad_lemmas]
     kinds = {p: classify(m3, p) for p in props}
-    refused_props = [p for p in props if kinds[p] == "unsupported"]
     if probs:
         return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
                                  for p in props], refused=probs, detail="side conditions fail")

@@ -157,7 +157,7 @@ def _solver(timer):
     return s
 
 
-def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, wf=None):
+def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None):
     """Prune ``cands`` to an inductive subset.  Returns (kept, {name: (s, s', move_index)}, unknown names).
 
     One query per round asks whether any kept member fails after a step; the
@@ -213,7 +213,7 @@ def k_induction_step(enc: Encoder, cand, hyps: list, k: int, timer):
     return "sat", path
 
 
-def _init_ok(model, cand, enc):
+def _init_ok(cand, enc):
     s = enc.state("i")
     solver = z3.Solver()
     solver.add(enc.init(s), z3.Not(cand.holds(enc, s)))
@@ -230,7 +230,7 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, timeout: floa
     cands = candidates(model, properties, lemmas, templates)
     results = {}
     # base case
-    init_bad = [c for c in cands if not _init_ok(model, c, enc)]
+    init_bad = [c for c in cands if not _init_ok(c, enc)]
     for c in init_bad:
         if c.kind == "auto":
             continue
@@ -267,7 +267,7 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, timeout: floa
                 b = bmc(model, k - 1, properties=[c.name] if c.kind == "property" else [], deadlock=False,
                         timeout=bmc_timeout)
                 if c.kind == "lemma":
-                    ok = all(_lemma_holds_on_paths(model, c, enc, k - 1))
+                    ok = all(_lemma_holds_on_paths(c, enc, k - 1))
                 else:
                     ok = b.verdict == NO_VIOLATION
                 if ok:
@@ -287,7 +287,7 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, timeout: floa
     return [results[n] for n in order if n in results]
 
 
-def _lemma_holds_on_paths(model, cand, enc, depth):
+def _lemma_holds_on_paths(cand, enc, depth):
     """Base case of k-induction for a lemma: it holds on every path of length <= depth."""
     S = [enc.state(f"b{i}") for i in range(depth + 1)]
     solver = z3.Solver()

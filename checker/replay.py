@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import interpret
-from .trace import TraceError, model_of_trace, validated_states
+from .trace import model_of_trace, validated_states
 
 
 @dataclass

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from . import expr as E
-from .program import Local, Model, Var
+from .program import Model, Var
 
 
 @dataclass

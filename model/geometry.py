@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .expr import Expr, FirstFit, Op, Table, eq, ite, lift, ne, sum_
+from .expr import Expr, FirstFit, Op, Table, ite, lift, ne, sum_
 
 
 @dataclass(frozen=True)

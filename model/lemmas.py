@@ -75,10 +75,6 @@ def _held_pcs(model, t, lock="lock"):
     return out
 
 
-def owner_expr(t) -> Expr:
-    return SelfId() + 1
-
-
 @lemma("mask_conflict_free", "the allocator never holds two overlapping candidate blocks")
 def mask_conflict_free(model):
     geo = model.geometry

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .builder import LOCK_NO_REACQUIRE, LOCK_OWNER_RELEASE, NO_SLEEP_UNDER_SPINLOCK, ProgramBuilder, owner_value
-from .expr import (Const, Local, Pc, Var, and_, bit, eq, implies, in_set, ite, ne, not_, or_, sum_)
+from .expr import (Const, Local, Pc, Var, and_, bit, eq, implies, in_set, ne, not_, or_)
 from .geometry import Geometry
 from .options import resolve
 from .program import Model, Property, ThreadDef, VarDecl
@@ -102,8 +102,7 @@ def _allocator_usable():
     return and_(eq(Var("alive"), 1), eq(Var("finied"), 0))
 
 
-def _is_ready_steps(b: ProgramBuilder, c: _Ctx, label, ok, fail, *, fail_updates=(), ok_updates=(), section, call,
-                    fail_kind="plain", fail_code=""):
+def _is_ready_steps(b: ProgramBuilder, c: _Ctx, label, ok, fail, *, fail_updates=(), ok_updates=(), section, call):
     """1.2 is_ready: two separate atomic_reads as written, one with the fix.
     Returns the entry label.  ``ok_updates`` get the last state read as
     ``Local('seen')`` so the ERROR property can see what the check saw."""
@@ -126,7 +125,7 @@ def _is_ready_steps(b: ProgramBuilder, c: _Ctx, label, ok, fail, *, fail_updates
     return label
 
 
-def _return_step(b: ProgramBuilder, c: _Ctx, label, nxt, codes, call, updates=(), extra_asserts=()):
+def _return_step(b: ProgramBuilder, label, nxt, codes, call, updates=(), extra_asserts=()):
     asserts = [("documented_return_code", in_set(RET, codes)),
                ("returns_without_lock", ne(Var("lock"), owner_value()))] + list(extra_asserts)
     b.go(label, nxt, list(updates), kind="return", call=call, asserts=asserts, code="return r;")
@@ -183,11 +182,11 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     # success: statistics (2.1 atomic64) and unlock, in the order the reading says
     stats = _stat_updates(c, +size)
     if c.stats_locked():
-        _stat_chain(b, c, L("ok_stats"), stats, L("ok_unlock"), call)
+        _stat_chain(b, L("ok_stats"), stats, L("ok_unlock"), call)
         b.release(L("ok_unlock"), "lock", L("return"), c.lk, updates=[(RET, 0)], section="3.3", call=call)
     else:
         b.release(L("ok_unlock"), "lock", L("ok_stats"), c.lk, updates=[(RET, 0)], section="3.3", call=call)
-        _stat_chain(b, c, L("ok_stats"), stats, L("return"), call)
+        _stat_chain(b, L("ok_stats"), stats, L("return"), call)
 
     # failure: 3.3 retry with msleep, then the final error
     if not _holds(c):
@@ -208,7 +207,7 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
          call=call, code="return -ENOMEM;" if prof.has_vres else "goto err_free; /* return r */")
 
     lost_vres = [("no_lost_resource", implies(ne(RET, 0), eq(Local("vres"), 0)))] if prof.has_vres else []
-    _return_step(b, c, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres,
+    _return_step(b, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres,
                  updates=[(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else [])
 
 
@@ -226,7 +225,7 @@ def _stat_updates(c: _Ctx, delta: int):
     return [(v, v + delta, code) for v, code in out]
 
 
-def _stat_chain(b, c, label, stats, nxt, call):
+def _stat_chain(b, label, stats, nxt, call):
     if not stats:
         b.go(label, nxt, [], section="6", call=call, code="/* used_size is mm.allocated_size */")
         return
@@ -269,11 +268,11 @@ def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
                   ("no_double_free", geo.has(MASK, BLK))])
     stats = [(v, v - Local("fsz"), code) for v, _, code in _stat_updates(c, -1)]
     if c.stats_locked():
-        _stat_chain(b, c, L("stats"), stats, L("unlock"), call)
+        _stat_chain(b, L("stats"), stats, L("unlock"), call)
         b.release(L("unlock"), "lock", L("return"), c.lk, section="4.2", call=call)
     else:
         b.release(L("unlock"), "lock", L("stats"), c.lk, section="4.2", call=call)
-        _stat_chain(b, c, L("stats"), stats, L("return"), call)
+        _stat_chain(b, L("stats"), stats, L("return"), call)
     freed = [(Local("vres"), 0)] if prof.has_vres else []
     b.go(L("return"), nxt, freed, kind="return", call=call, code="return;",
          asserts=[("returns_without_lock", ne(Var("lock"), owner_value()))])
@@ -374,7 +373,7 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
         b.go("set_ready", "ok", [(S, READY)], section="5.1", call=call,
              code="atomic_set(&mgr->state, STATE_READY); /* plain store */")
     b.go("ok", "return", [(RET, 0)], section="5.1", call=call, code="return 0;")
-    _return_step(b, c, "return", "done", (0, -ENODEV, -ENOMEM), call)
+    _return_step(b, "return", "done", (0, -ENODEV, -ENOMEM), call)
     return b
 
 

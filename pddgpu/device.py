@@ -31,7 +31,7 @@ from ..model.options import resolve
 from . import sched
 from .atomics import Atomic, Atomic64
 from .errors import ENODEV, ENOMEM, AllocatorBug
-from .sched import Mutex, SpinLock
+from .sched import Mutex
 
 __all__ = ["DEVICE_STATE_SHUTDOWN", "STATE_INITIALIZING", "STATE_READY", "STATE_SHUTDOWN", "STATE_ERROR",
            "PAGE_SHIFT", "PAGE_SIZE", "Device", "ManagerBase", "Resource", "Stats"]

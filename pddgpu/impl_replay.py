@@ -30,7 +30,7 @@ from ..model.geometry import buddy, range_allocator
 from ..model.options import OPTIONS, resolve
 from ..model.registry import workload_from_dict
 from . import sched
-from .device import (DEVICE_STATE_SHUTDOWN, PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
+from .device import (PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
                      Device, Resource)
 from .errors import ENODEV, ENOMEM, ENOSPC, AllocatorBug
 from .sched import LockError, Scheduler

@@ -1,5 +1,4 @@
 """Building blocks for tests: models, hand-made states."""
-from pddgpu_verify.model import gtt, vram
 from pddgpu_verify.model.manager import Workload
 
 AF = {f: True for f in ("fix_free_always_releases", "fix_fini_evicts", "fix_is_ready", "fix_recover_reinit",

@@ -10,7 +10,6 @@ from pddgpu_verify.pddgpu.buddy import (
     RANGE_ALLOCATION,
     TOPDOWN_ALLOCATION,
     Block,
-    BlockState,
     BuddyAllocator,
 )
 from pddgpu_verify.pddgpu.errors import EINVAL, ENOSPC, AllocatorBug, AllocError

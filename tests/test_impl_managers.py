@@ -13,7 +13,7 @@ import pytest
 from pddgpu_verify.model.options import ALL_FIXES, OPTIONS
 from pddgpu_verify.pddgpu import sched
 from pddgpu_verify.pddgpu.atomics import Atomic, Atomic64
-from pddgpu_verify.pddgpu.device import (PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN, Device, Resource)
+from pddgpu_verify.pddgpu.device import (PAGE_SIZE, STATE_ERROR, STATE_READY, Device, Resource)
 from pddgpu_verify.pddgpu.errors import ENODEV, ENOMEM, ENOSPC
 from pddgpu_verify.pddgpu.gtt import PDDGPU_GTT_ALLOC_RETRY_COUNT, PDDGPU_GTT_ALLOC_RETRY_DELAY
 from pddgpu_verify.pddgpu.sched import Deadlock, LockError, Mutex, Scheduler, SchedulerError, SpinLock

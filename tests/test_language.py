@@ -8,7 +8,7 @@ from pddgpu_verify.checker.explorer import explore
 from pddgpu_verify.model import expr as E
 from pddgpu_verify.model import gtt, interpret, vram
 from pddgpu_verify.model.compile import compile_model
-from pddgpu_verify.model.expr import Const, Local, Var, eq, ite, table
+from pddgpu_verify.model.expr import Const, Var, eq, ite, table
 from pddgpu_verify.model.geometry import buddy, range_allocator
 from pddgpu_verify.model.manager import Workload
 

@@ -1,6 +1,6 @@
 """Small systems with hand-checked answers, for testing the explorer."""
 from pddgpu_verify.model.builder import ProgramBuilder
-from pddgpu_verify.model.expr import Local, Var, and_, eq, ne, or_, not_, Pc
+from pddgpu_verify.model.expr import Local, Var, and_, eq, or_, not_, Pc
 from pddgpu_verify.model.program import Model, Property, ThreadDef, VarDecl
 
 
