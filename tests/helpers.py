@@ -1,8 +1,6 @@
 """Building blocks for tests: models, hand-made states."""
 from pddgpu_verify.model.manager import Workload
-
-AF = {f: True for f in ("fix_free_always_releases", "fix_fini_evicts", "fix_is_ready", "fix_recover_reinit",
-                        "fix_recover_state", "fix_retry_unlock", "fix_stats_snapshot")}
+from pddgpu_verify.model.options import ALL_FIXES as AF
 
 
 def pair(n=1, size=1):
