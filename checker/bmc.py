@@ -13,6 +13,12 @@ mismatch is an internal error, never a silent wrong trace.
 
 Nothing is enumerated: a retry limit of 100 or a 64-bit counter costs the
 solver no more states, only what the path to depth K needs.
+
+A bound of the model (``Model.bounds``: the allocator window of a model of a
+large VRAM or GTT) is searched for with every run, whatever properties are
+asked: the first depth at which it can be reached ends the search with
+INCOMPLETE and what to raise, since past it the model is not exact (unless a
+real property fails in that same state, which is then the verdict).
 """
 from __future__ import annotations
 
@@ -26,12 +32,12 @@ from ..model.program import Model
 from .explorer import Move
 from .z3_encode import Encoder
 
-VIOLATION, NO_VIOLATION, UNKNOWN = "VIOLATION", "NO_VIOLATION", "UNKNOWN"
+VIOLATION, NO_VIOLATION, UNKNOWN, INCOMPLETE = "VIOLATION", "NO_VIOLATION", "UNKNOWN", "INCOMPLETE"
 
 
 @dataclass
 class BmcResult:
-    verdict: str                       # VIOLATION | NO_VIOLATION (up to depth) | UNKNOWN
+    verdict: str                       # VIOLATION | NO_VIOLATION (up to depth) | UNKNOWN | INCOMPLETE (a bound)
     property: str | None = None
     thread: int | None = None
     depth: int | None = None           # depth of the violation, or the depth checked
@@ -79,9 +85,11 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
     of the model) on paths of length ``start`` .. ``depth``."""
     t0 = time.perf_counter()
     enc = Encoder(model)
-    props = enc.safety_properties(properties)
+    props = [p for p in enc.safety_properties(properties) if p not in model.bounds]
     if deadlock and (properties is None or "deadlock" in properties):
         props.append("deadlock")
+    bounds = list(model.bounds)
+    props += bounds
     solver = z3.SolverFor("QF_BV")
     if timeout is not None:
         solver.set("timeout", max(1, int(timeout * 1000)))
@@ -105,10 +113,19 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
                     mv = enc.moves[m.eval(sels[i], model_completion=True).as_long()]
                     path.append((Move(mv.thread, mv.pc, mv.branch), enc.decode(m, states[i + 1])))
                 replay(model, path)
-                hit = _which(model, path[-1][1], props, deadlock)
+                real = [p for p in props if p not in bounds]
+                hit = _which(model, path[-1][1], real, deadlock) or _which(model, path[-1][1], bounds, False)
                 if hit is None:
                     raise ReplayMismatch("z3 reports a violation the interpreter does not see in the last state")
-                return BmcResult(VIOLATION, hit[0], hit[1], k, path, round(time.perf_counter() - t0, 3))
+                took = round(time.perf_counter() - t0, 3)
+                if hit[0] in model.bounds:
+                    t = hit[1]
+                    where = (f"{model.threads[t].name} at {model.layout.label(t, path[-1][1][model.layout.pc_slot(t)])}"
+                             if t is not None else "a state")
+                    return BmcResult(INCOMPLETE, hit[0], t, k, path, took,
+                                     detail=f"{model.bounds[hit[0]]}; {where} after {k} steps ({hit[0]} violated); "
+                                            f"no violation on any path of length < {k}")
+                return BmcResult(VIOLATION, hit[0], hit[1], k, path, took)
             if r == z3.unknown:
                 return BmcResult(UNKNOWN, depth=k, seconds=round(time.perf_counter() - t0, 3),
                                  detail=f"solver gave up at depth {k}: {solver.reason_unknown()}")

@@ -15,6 +15,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..model import interpret
 from ..model.compile import Compiled, compile_model
 from ..model.program import Model
 
@@ -113,6 +114,9 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     """
     if liveness:
         symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
+    if not isinstance(model, Compiled) and properties is not None:
+        # a bound of the model (an allocator window) is checked whatever is asked: past it the model is not exact
+        properties = list(properties) + [p for p in model.bounds if p not in properties]
     comp = model if isinstance(model, Compiled) else compile_model(model, properties, symmetry)
     symmetry = comp.symmetry
     m = comp.model
@@ -154,6 +158,22 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             out.append((want, cur))
         return out
 
+    def violation(v, i) -> Result:
+        """The first violation found, in state number i.  A bound of the model
+        (``Model.bounds``) is no verdict on the system: INCOMPLETE, unless a
+        real property fails in the same state (the state itself is exact)."""
+        if v[0] not in m.bounds:
+            return finish(Result(VIOLATION, v[0], v[1], path_to(i)))
+        path = path_to(i)
+        real = interpret.check(m, path[-1][1], [p for p in comp.properties if p not in m.bounds])
+        if real:
+            return finish(Result(VIOLATION, real[0], real[1], path))
+        th = m.threads[v[1]] if v[1] is not None else None
+        where = f"{th.name} at {m.layout.label(v[1], path[-1][1][m.layout.pc_slot(v[1])])}" if th else "a state"
+        return finish(Result(INCOMPLETE, v[0], v[1], path,
+                             detail=f"{m.bounds[v[0]]}; {where} after {len(path) - 1} steps ({v[0]} violated); "
+                                    "the search stopped there"))
+
     def finish(res: Result) -> Result:
         prog.close()
         el = time.perf_counter() - t0
@@ -170,7 +190,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
 
     v = check(init)
     if v:
-        return finish(Result(VIOLATION, v[0], v[1], path_to(0)))
+        return violation(v, 0)
 
     frontier = deque([(0, init)])
     pop = frontier.popleft if strategy == "bfs" else frontier.pop
@@ -210,7 +230,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
                 if v:
                     if edges is not None:
                         edges.append((i, j, pack(t, pc, b)))
-                    return finish(Result(VIOLATION, v[0], v[1], path_to(j)))
+                    return violation(v, j)
                 if max_states is not None and count >= max_states:
                     incomplete = True
                     frontier.clear()

@@ -11,11 +11,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model.geometry import GeometryError
 from ..model.manager import Workload
 from ..model.options import OPTIONS, OptionError
 from ..model.registry import MODELS, build_model, parse_op
 
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
+MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 
 
@@ -46,6 +48,7 @@ class Spec:
     expect_property: str | None
     prove: dict = field(default_factory=dict)
     fixed_by: list = field(default_factory=list)
+    window: int | None = None        # allocator.window: model only the lowest units (None: the default)
 
     def with_fixes(self) -> "Spec":
         """The same check with the spec's named fixes on: it must verify."""
@@ -58,7 +61,7 @@ class Spec:
         return {**self.readings, **self.fixes}
 
     def build(self):
-        m = build_model(self.model, self.options, self.workload, self.size, self.name)
+        m = build_model(self.model, self.options, self.workload, self.size, self.name, window=self.window)
         if self.properties is not None:
             unknown = [p for p in self.properties if p not in m.properties and p not in ALWAYS]
             if unknown:
@@ -67,8 +70,11 @@ class Spec:
         return m
 
     def checked_properties(self, model) -> list:
+        """The spec's properties, and always the model's bounds (an allocator
+        window): whatever else is checked is exact only while they hold."""
         chosen = list(model.properties) if self.properties is None else self.properties
-        return [p for p in chosen if p not in ALWAYS]
+        out = [p for p in chosen if p not in ALWAYS]
+        return out + [p for p in model.bounds if p not in out]
 
 
 def _get(d, key, typ, path, where, default=None, required=False):
@@ -119,12 +125,17 @@ def load_spec(path) -> Spec:
         opts[section] = d
 
     a = _get(raw, "allocator", dict, path, "", default={})
-    _known(a, ("size",), path, "allocator")
+    _known(a, ("size", "window"), path, "allocator")
     size = _get(a, "size", int, path, "allocator", default=4)
-    if model == "vram" and (size < 1 or size & (size - 1) or size > 32):
-        raise SpecError(path, "allocator.size", f"VRAM size must be a power of two from 1 to 32 minimum blocks, not {size}")
-    if model == "gtt" and not 1 <= size <= 10:
-        raise SpecError(path, "allocator.size", f"GTT size must be 1 to 10 pages, not {size}")
+    if model == "vram" and (size < 1 or size & (size - 1) or size > MAX_UNITS):
+        raise SpecError(path, "allocator.size", f"VRAM size must be a power of two from 1 to 2^30 minimum blocks, "
+                                                f"not {size}")
+    if model == "gtt" and not 1 <= size <= MAX_UNITS:
+        raise SpecError(path, "allocator.size", f"GTT size must be 1 to 2^30 pages, not {size}")
+    # above 32 minimum blocks / 10 pages the model tracks a window of the lowest units (model/geometry.py)
+    window = _get(a, "window", int, path, "allocator")
+    if window is not None and not 1 <= window <= size:
+        raise SpecError(path, "allocator.window", f"must be 1 to allocator.size ({size}), not {window}")
 
     t = _get(raw, "threads", dict, path, "", required=True)
     _known(t, ("workers", "error_injectors", "recoverers", "stats_readers", "shutdown", "worker_loop"), path, "threads")
@@ -191,7 +202,8 @@ def load_spec(path) -> Spec:
                 _get(s, "defect", str, path, "spec", default=""), opts["readings"], opts["fixes"], size, wl,
                 props, _get(c, "symmetry", bool, path, "check", default=True), strategy, max_states, max_depth,
                 _get(c, "liveness", bool, path, "check", default=False), verdict, eprop,
-                _get(raw, "prove", dict, path, "", default={}), _get(s, "fixed_by", list, path, "spec", default=[]))
+                _get(raw, "prove", dict, path, "", default={}), _get(s, "fixed_by", list, path, "spec", default=[]),
+                window)
     for i, f in enumerate(spec.fixed_by):
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
             raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")
@@ -199,6 +211,8 @@ def load_spec(path) -> Spec:
         m = spec.build()
     except OptionError as err:
         raise SpecError(path, err.field, str(err)) from None
+    except GeometryError as err:
+        raise SpecError(path, f"allocator.{err.field}", str(err)) from None
     if eprop and eprop not in m.properties and eprop not in ALWAYS:
         raise SpecError(path, "expect.property", f"unknown property '{eprop}'")
     return spec

@@ -2,14 +2,16 @@
 ``{"#meta": ..., "vars": [...], "states": [...]}``.
 
 The meta block is enough to rebuild the model (model name, options, workload,
-allocator size), so a trace replays without its spec, and it names, per
-transition, the thread and the step taken.
+allocator size and, for a large allocator, the window the model tracks), so a
+trace replays without its spec, and it names, per transition, the thread and
+the step taken.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..model.geometry import GeometryError
 from ..model.registry import build_model, workload_from_dict, workload_to_dict
 
 FORMAT_URL = "https://apalache-mc.org/docs/adr/015adr-trace.html"
@@ -62,6 +64,9 @@ def to_itf(model, path_states, *, spec: str, source: str, verdict: str, prop: st
         "thread": model.threads[thread].name if thread is not None else None,
         "loop": loop_start, "detail": detail, "transitions": transitions,
     }
+    geo = getattr(model, "geometry", None)
+    if geo is not None and geo.window is not None:
+        meta["window"] = geo.window       # the model tracks only the lowest `window` units of `size`
     if extra:
         meta.update(extra)
     return {"#meta": meta, "vars": names, "states": states}
@@ -111,10 +116,15 @@ def model_of_trace(path, data):
         wl = workload_from_dict(meta["workload"])
     except (KeyError, TypeError, ValueError) as e:
         raise TraceError(path, "#meta.workload", f"invalid ({e})") from None
+    window = meta.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool)):
+        raise TraceError(path, "#meta.window", f"must be an integer, not {window!r}")
     try:
-        model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"))
+        model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"), window=window)
     except KeyError as e:
         raise TraceError(path, "#meta.model_kind", f"unknown model {e}") from None
+    except GeometryError as e:
+        raise TraceError(path, "#meta.size" if e.field == "size" else "#meta.window", str(e)) from None
     except ValueError as e:
         field = getattr(e, "field", None)
         raise TraceError(path, f"#meta.options.{field}" if field else "#meta", str(e)) from None

@@ -1,7 +1,7 @@
 """The GTT manager of the design document: a drm_mm range allocator behind a
 spinlock; used_size is the allocator's own allocated_size."""
-from .geometry import range_allocator
-from .manager import ENODEV, ENOSPC, Profile, Workload, build
+from .geometry import geometry_for
+from .manager import ENODEV, ENOSPC, Profile, Workload, build, workload_allocs
 
 PROFILE = Profile(
     name="gtt", lock_kind="spinlock",
@@ -13,6 +13,8 @@ PROFILE = Profile(
 )
 
 
-def make(options: dict, workload: Workload, size: int = 4, name: str = "gtt"):
-    """``size``: GTT aperture in pages."""
-    return build(PROFILE, range_allocator(size), options, workload, name)
+def make(options: dict, workload: Workload, size: int = 4, name: str = "gtt", window: int | None = None):
+    """``size``: GTT aperture in pages; ``window``: model only the lowest
+    ``window`` pages (default: all of them up to 10, else a window computed
+    from the workload; see ``geometry.geometry_for``)."""
+    return build(PROFILE, geometry_for("range", size, window, *workload_allocs(workload)), options, workload, name)

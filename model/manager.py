@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .builder import LOCK_NO_REACQUIRE, LOCK_OWNER_RELEASE, NO_SLEEP_UNDER_SPINLOCK, ProgramBuilder, owner_value
 from .expr import (Const, Local, Pc, Var, and_, bit, eq, implies, in_set, ne, not_, or_)
-from .geometry import Geometry
+from .geometry import WINDOW_PROPERTY, Geometry
 from .options import resolve
 from .program import Model, Property, ThreadDef, VarDecl
 
@@ -74,6 +74,15 @@ class Workload:
     stats_readers: int = 0
     shutdown: bool = False
     worker_loop: bool = False                       # workers repeat their operations forever
+
+
+def workload_allocs(w: Workload) -> tuple[tuple, int]:
+    """The allocation sizes of a workload and the number of its alloc
+    operations: each holds at most one block, so (without a loop) no more
+    blocks than that are ever in the allocator at once.  What the default
+    allocator window is computed from (``geometry.geometry_for``)."""
+    allocs = [op[1] for ops in w.workers for op in ops if op[0] == "alloc"]
+    return tuple(sorted(set(allocs))), len(allocs)
 
 
 class _Ctx:
@@ -172,12 +181,17 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     ok_updates = [(MASK, MASK | geo.bit_of(fit)), (BLK, fit), (Local("bgen"), Var("gen")), (Local("r"), 0)]
     if prof.used_in_allocator:
         ok_updates.append((USED, USED + size))
+    asserts = [("no_allocator_use_after_fini", _allocator_usable()),
+               ("error_serves_no_alloc", eq(Local("seen") & ERROR, 0))]
+    if geo.windowed:
+        # the model sees only the window; the real allocator, everything outside it free, has a block for this
+        # request (geometry: window + size <= units), so a first fit that finds the window full is where the
+        # model would part from the real allocator
+        asserts.append((WINDOW_PROPERTY, fit >= 0))
     b.branch(L("alloc_call"), [
         (fit >= 0, ok_updates, L("ok_stats") if c.stats_locked() else L("ok_unlock")),
         (fit < 0, [(Local("r"), -ENOSPC)], L("fail_check") if _holds(c) else L("fail_unlock")),
-    ], section="3.3", call=call, kind="alloc", code=f"r = {prof.alloc_fn}(&mgr->mm, ...);",
-        asserts=[("no_allocator_use_after_fini", _allocator_usable()),
-                 ("error_serves_no_alloc", eq(Local("seen") & ERROR, 0))])
+    ], section="3.3", call=call, kind="alloc", code=f"r = {prof.alloc_fn}(&mgr->mm, ...);", asserts=asserts)
 
     # success: statistics (2.1 atomic64) and unlock, in the order the reading says
     stats = _stat_updates(c, +size)
@@ -489,6 +503,17 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
         threads.append(ThreadDef("fini", _fini(c, others).build()))
 
     props = {n: Property(n, "assertion", d) for n, d in P.items()}
+    bounds = {}
+    if geo.windowed:
+        unit = "minimum blocks" if geo.kind == "buddy" else "pages"
+        hint = (f"the allocator window ({geo.window} of {geo.units:,} {unit}) is too small for this workload: "
+                "raise allocator.window (a limit of the model, not a defect of the driver)")
+        props[WINDOW_PROPERTY] = Property(
+            WINDOW_PROPERTY, "assertion",
+            f"the allocator window never runs out: every first fit lies in the lowest {geo.window} of the "
+            f"{geo.units:,} {unit}, the only blocks the model tracks, where the real allocator places it too "
+            "(if not, the window is too small: raise allocator.window)", section="(model)")
+        bounds[WINDOW_PROPERTY] = hint
     W = [i for i, t in enumerate(threads) if t.program.role == "worker"]
 
     props["shutdown_sticky"] = Property("shutdown_sticky", "invariant", P["shutdown_sticky"],
@@ -519,7 +544,7 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
         and_(eq(Local("blk", t), -1), eq(Local("vres", t), 0) if prof.has_vres else Const(1)) for t in W))
     props["no_lost_resource"] = Property("no_lost_resource", "final", P["no_lost_resource"], holds_nothing)
     model = Model(name or prof.name, tuple(shared), tuple(threads), props,
-                  {"lock": prof.lock_kind}, opt, doc=f"PDDGPU {prof.name.upper()} manager")
+                  {"lock": prof.lock_kind}, opt, doc=f"PDDGPU {prof.name.upper()} manager", bounds=bounds)
     model.geometry = geo
     model.profile = prof
     model.workload = workload

@@ -87,6 +87,9 @@ class Model:
     locks: dict = field(default_factory=dict)        # lock var name -> "mutex" | "spinlock"
     options: dict = field(default_factory=dict)
     doc: str = ""
+    # properties whose violation means a bound of the model was reached (e.g. an allocator window too small),
+    # not a defect: name -> what to do.  The explorer and bmc always check them and report INCOMPLETE.
+    bounds: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.layout = Layout(self)

@@ -7,10 +7,11 @@ from .manager import Workload
 MODELS = {"vram": vram.make, "gtt": gtt.make}
 
 
-def build_model(model: str, options: dict, workload: Workload, size: int, name: str | None = None):
+def build_model(model: str, options: dict, workload: Workload, size: int, name: str | None = None,
+                window: int | None = None):
     if model not in MODELS:
         raise KeyError(model)
-    return MODELS[model](options, workload, size, name or model)
+    return MODELS[model](options, workload, size, name or model, window=window)
 
 
 def workload_to_dict(w: Workload) -> dict:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..model.geometry import buddy, range_allocator
+from ..model.geometry import geometry_for
+from ..model.manager import workload_allocs
 from ..model.options import OPTIONS, resolve
 from ..model.registry import workload_from_dict
 from . import sched
@@ -137,7 +138,8 @@ class WorkerState:
 class Harness:
     """One device, one manager under test, one function per model thread."""
 
-    def __init__(self, kind: str, size: int, options: dict, workload, sleep_scale: float = 0.0):
+    def __init__(self, kind: str, size: int, options: dict, workload, sleep_scale: float = 0.0,
+                 window: int | None = None):
         self.kind, self.size = kind, size
         self.options = resolve(dict(options))
         self.workload = workload
@@ -145,7 +147,9 @@ class Harness:
         self.dev = Device(vram_size=(size if kind == "vram" else 4) * PAGE_SIZE,
                           gtt_pages=size if kind == "gtt" else 4, options=self.options, sleep_scale=sleep_scale)
         self.mgr = self.dev.manager(kind)
-        self.geo = buddy(size) if kind == "vram" else range_allocator(size)
+        # the model's geometry (for a large allocator: the window of its lowest units the model tracks), to name
+        # the code's blocks by the model's candidate indices; the allocators themselves are the whole size
+        self.geo = geometry_for("buddy" if kind == "vram" else "range", size, window, *workload_allocs(workload))
         self.names: list[str] = []
         self.fns: list = []
         self.workers: list[WorkerState] = []
@@ -321,7 +325,19 @@ class Harness:
             for i in range(self.geo.count):
                 if self.geo.starts[i] == st and self.geo.sizes[i] == sz:
                     mask |= 1 << i
+                    break
+            else:
+                mask |= 1 << self.geo.count      # a block the model has no candidate for (outside its window)
         return mask
+
+    def allocated_units(self) -> int:
+        """What the allocator holds, in units (every block, inside the model's window or not)."""
+        m = self.mgr
+        if not m.alive:
+            return 0
+        if self.kind == "vram":
+            return sum(b.size for b in m.mm.allocated_blocks()) // PAGE_SIZE
+        return sum(n.size for n in m.mm.nodes())
 
     def thread_label(self, i: int) -> str | None:
         if self.sched is None:
@@ -451,7 +467,7 @@ class Monitor:
         # quiescent: used equals what the allocator holds
         if self.quiet() and m.alive:
             a = h.abstract()
-            units = sum(h.geo.sizes[i] for i in range(h.geo.count) if a["mask"] >> i & 1)
+            units = h.allocated_units()
             if a["used"] != units or (h.kind == "vram" and a["vis"] != units):
                 self.observe("used_matches_allocations", None,
                              f"no call in progress, the allocator holds {units} unit(s) but used={a['used']}"
@@ -531,6 +547,7 @@ class ImplReplayReport:
     expected_property: str | None
     property_description: str
     strict: bool                          # the code ran with the trace's own options
+    window: int | None = None             # the model tracked only the lowest units of a large allocator
     transitions: int = 0
     replayed: int = 0                     # transitions taken on the code
     matched: int = 0                      # ... at the same step label
@@ -638,7 +655,8 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
                            meta.get("property_description", ""), strict)
     rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
-    h = Harness(kind, size, opts, wl)
+    h = Harness(kind, size, opts, wl, window=meta.get("window"))
+    rep.window = h.geo.window if h.geo.windowed else None
     s = Scheduler()
     try:
         h.spawn_all(s)
@@ -762,7 +780,8 @@ def format_report(report: ImplReplayReport) -> str:
     L = []
     changed = ", ".join(f"{k}={v}" for k, v in r.override.items()) if r.override else ""
     L.append(f"replay on the implementation: {r.model_kind} manager, {r.size} "
-             f"{'minimum blocks' if r.model_kind == 'vram' else 'pages'}")
+             f"{'minimum blocks' if r.model_kind == 'vram' else 'pages'}"
+             + (f" (the model tracks the lowest {r.window})" if r.window else ""))
     set_opts = {k: v for k, v in r.trace_options.items() if v != OPTIONS[k].default}
     L.append("  code: " + ("as written" if not any(OPTIONS[k].kind == "fix" and v for k, v in r.options.items())
                            else "with " + ", ".join(k for k, v in r.options.items()
