@@ -114,6 +114,30 @@ def _conjuncts(e) -> list:
     return [e]
 
 
+_OWNER_VALUE = E.Op("+", (E.SelfId(), E.Const(1)))
+
+
+def _identity_uses(e, owner: set) -> list[str]:
+    """(S5) problems: thread identities must be data the model cannot tell
+    apart except by equality, so ``SelfId`` may occur only as ``SelfId + 1``
+    compared (== / !=) with an owner word, and an owner word only in such a
+    comparison or one with 0."""
+    if isinstance(e, E.Op) and e.op in ("==", "!=") and len(e.args) == 2:
+        a, b = e.args
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, E.Var) and x.name in owner and (
+                    (isinstance(y, E.Const) and y.value == 0) or y == _OWNER_VALUE):
+                return []
+    if isinstance(e, E.Var) and e.name in owner:
+        return [f"reads owner word {e.name} other than by == / != with 0 or SelfId + 1 (S5)"]
+    if isinstance(e, E.SelfId):
+        return ["uses SelfId other than as SelfId + 1 compared with an owner word (S5)"]
+    out = []
+    for c in E.children(e):
+        out += _identity_uses(c, owner)
+    return out
+
+
 def side_conditions(model: Model) -> list[str]:
     """Problems with (S1)-(S3); empty when the cutoff argument applies."""
     workers = {t for t, th in enumerate(model.threads) if th.program.role == "worker"}
@@ -132,6 +156,11 @@ def side_conditions(model: Model) -> list[str]:
                         if not ok:
                             probs.append(f"{where} branch {bi}: assigns owner word {target.name} something other "
                                          "than 0 or SelfId + 1 (S3)")
+                for target, v in br.updates:
+                    if not (isinstance(target, E.Var) and target.name in owner):
+                        probs += [f"{where} branch {bi} update of {getattr(target, 'name', target)}: {p}"
+                                  for p in _identity_uses(v, owner)]
+                probs += [f"{where} branch {bi} guard: {p}" for p in _identity_uses(br.guard, owner)]
                 for what, e in exprs:
                     others = {r[1] for r in _reads(e) if r[0] == "thread" and r[1] is not None and r[1] != t}
                     if t in workers and others:
@@ -150,10 +179,14 @@ def side_conditions(model: Model) -> list[str]:
                     if covered and covered != workers:
                         probs.append(f"{where} branch {bi} guard: reads some workers but not all (S2)")
             for p, a in st.asserts:
+                probs += [f"{where} assertion {p}: {x}" for x in _identity_uses(a, owner)]
                 if t in workers and {r[1] for r in _reads(a) if r[0] == "thread" and r[1] not in (None, t)}:
                     probs.append(f"{where} assertion {p}: a worker assertion reads another thread (S1)")
                 if t not in workers and _workers_read(a, workers, t):
                     probs.append(f"{where} assertion {p}: a non-worker assertion reads worker state (S2)")
+    for name, p in model.properties.items():
+        if p.expr is not None:
+            probs += [f"property {name}: {x}" for x in _identity_uses(p.expr, owner)]
     return probs
 
 
@@ -207,34 +240,75 @@ def _build(builder, programs, base: Workload):
     return builder(wl)
 
 
+HARVEST = 300           # states explored from each solver CTI for more CTIs (``cti_harvest``)
+MINE_STATES = 100_000   # breadth-first and depth-first states per mined configuration
+
+
+def _mine(builder, stress_builder, programs, base) -> list:
+    """Candidate templates from every pair of worker programs beside the
+    spec's non-workers, on the spec's allocator and (``stress_builder``) on a
+    one-unit allocator where allocations fail and the retry path runs out.
+    Breadth-first states give the early interleavings, depth-first ones the
+    late pcs (the final -ENOMEM) a capped breadth-first search never reaches.
+    Guesses only: what is not inductive is removed by the solver."""
+    from ..model.lemmas import mine
+    out = []
+    for combo in itertools.combinations_with_replacement(programs, 2):
+        for b in (builder, stress_builder):
+            if b is None:
+                continue
+            m = _build(b, combo, base)
+            out += mine(m, sample_states(m, limit=MINE_STATES, dfs=MINE_STATES))
+    return list(dict.fromkeys(out))
+
+
+def _obligations(sys) -> dict:
+    """Which steps and which candidates the system of ``sys`` must check.
+
+    The cutoff argument needs the system of |S| workers, S = the workers a
+    broken conjunct reads plus the mover.  Up to two workers (padded with
+    any other worker when N >= 2) the 1- and 2-worker systems check every
+    candidate against every step.  The 3-worker system is needed only when S
+    has three workers: a conjunct about two workers broken by a third, so
+    there only worker steps are checked, and only candidates reading two
+    workers are goals (the rest are hypotheses)."""
+    if len(sys.programs) < MAX_TRACKED:
+        return {}
+    m = sys.model
+    workers = {t for t, th in enumerate(m.threads) if th.program.role == "worker"}
+
+    def pair(c):
+        if c.expr is not None:
+            return len(_workers_read(c.expr, workers, c.tid)) >= 2
+        p = m.properties.get(c.name)
+        return p is not None and p.expr is not None and len(_workers_read(p.expr, workers)) >= 2
+    return {"moves": [mv for mv in sys.enc.moves if mv.thread in workers], "goal": pair}
+
+
 def _system(model: Model, programs, props, lemmas, templates) -> System:
-    ids = [z3.BitVec(f"id|{th.name}", 64) for th in model.threads]
+    # (S5) makes identities interchangeable, so the tracked threads keep their indices and "other" (an
+    # untracked holder of a lock) is the next one: no symbolic identities for the solver to reason about
+    n = len(model.threads)
     owner = [d for d in model.shared if d.kind == "owner"]
-    limit = min((1 << (d.bits - 1)) - 2 for d in owner) if owner else (1 << 62)
-    other_id = z3.BitVec("id|other", 64)
-    enc = Encoder(model, ids=ids)
-    all_ids = ids + [other_id]
-    fixed = [z3.Distinct(*all_ids)] + [z3.And(i >= 0, i < limit) for i in all_ids]
+    enc = Encoder(model)
     others = {}
 
     def hyp(s):
-        out = list(fixed)
+        out = []
         for d in owner:
-            k = model.layout.shared_slot(d.name)
-            v = enc.read(s, k)
-            out.append(z3.Or([v == 0] + [v == enc.read_store(k, i + 1) for i in all_ids]))
-        return z3.And(out)
+            v = enc.read(s, model.layout.shared_slot(d.name))
+            out.append(z3.And(v >= 0, v <= n + 1))
+        return z3.And(out) if out else z3.BoolVal(True)
     for d in owner:
-        k = model.layout.shared_slot(d.name)
-        others[d.name] = enc.read_store(k, other_id + 1)
-    cands = candidates(model, [p for p in props if classify(model, p) == "universal"], lemmas, templates)
+        others[d.name] = z3.BitVecVal(n + 1, 64)
+    cands = candidates(model, props, lemmas, templates)
     cands = [c for c in cands if not c.name.startswith("owner_range:")]
     return System(tuple(programs), model, enc, cands, hyp, others)
 
 
 def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "mask_conflict_free",
                       "held_blocks_distinct", "held_blocks_in_mask"), timeout: float | None = 120.0,
-                      concrete: Model | None = None, stress_builder=None) -> ParametricResult:
+                      stress_builder=None) -> ParametricResult:
     """``builder(workload) -> Model`` builds the spec's model for a workload;
     ``base`` is the spec's workload (its worker programs and non-workers)."""
     timer = _Timer(timeout)
@@ -247,22 +321,15 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
     probs += [f"lemma {lm}: reads every worker at once (S4)" for lm in bad_lemmas]
     lemmas = [lm for lm in lemmas if lm not in bad_lemmas]
     kinds = {p: classify(m3, p) for p in props}
+    universal = [p for p in props if kinds[p] == "universal"]
     if probs:
         return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
                                  for p in props], refused=probs, detail="side conditions fail")
-    # candidate invariants mined from the spec's own (concrete) configuration
-    from ..model.lemmas import mine
-    conc = concrete or _build(builder, [tuple(w) for w in base.workers], base)
-    templates = mine(conc, sample_states(conc)) if "auto" in lemmas else None
-    if templates is not None and stress_builder is not None:
-        # the symbolic systems reach the allocation-failure path (blocks of untracked workers fill the
-        # allocator) that the spec's own configuration may never take: mine a smaller allocator too
-        stress = _build(stress_builder, [tuple(w) for w in base.workers], base)
-        templates = list(dict.fromkeys(templates + mine(stress, sample_states(stress))))
+    templates = _mine(builder, stress_builder, programs, base) if "auto" in lemmas else None
     systems = []
     for size in range(1, MAX_TRACKED + 1):
         for combo in itertools.combinations_with_replacement(programs, size):
-            systems.append(_system(_build(builder, combo, base), combo, props, lemmas, templates))
+            systems.append(_system(_build(builder, combo, base), combo, universal, lemmas, templates))
 
     def key(c):
         return getattr(c, "template", None) or c.name
@@ -271,11 +338,14 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
     ctis = {}
     unknown = False
     changed = True
+    # the two-worker systems first: they carry almost every obligation and remove most wrong guesses
+    order = sorted(systems, key=lambda sy: (len(sy.programs) != 2, len(sy.programs)))
     while changed and not unknown:
         changed = False
-        for sys in systems:
+        for sys in order:
             cs = [c for c in sys.cands if key(c) in alive]
-            kept, cti, unk = houdini(sys.enc, cs, timer=timer, extra_hyp=sys.hyp)
+            kept, cti, unk = houdini(sys.enc, cs, timer=timer, extra_hyp=sys.hyp, key=key, harvest=HARVEST,
+                                     **_obligations(sys))
             if unk:
                 unknown = True
                 break

@@ -57,8 +57,9 @@ class ProofResult:
 class Candidate:
     """A member of C: a property name or a lemma (name, expr)."""
 
-    def __init__(self, name, kind, holds):
+    def __init__(self, name, kind, holds, expr=None, tid=None):
         self.name, self.kind, self.holds = name, kind, holds   # holds(enc, s) -> z3 Bool
+        self.expr, self.tid = expr, tid     # the same predicate as a model expression (None: a property)
 
 
 def owner_candidate(model: Model) -> list:
@@ -77,7 +78,7 @@ def owner_candidate(model: Model) -> list:
     return out
 
 
-def sample_states(model: Model, limit: int = 3_000_000, walks: int = 0, seed: int = 1):
+def sample_states(model: Model, limit: int = 3_000_000, walks: int = 0, seed: int = 1, dfs: int = 0):
     """Reachable states of ``model`` for mining candidates: the first
     ``limit`` states of the explorer's breadth-first search (one per symmetry
     orbit: mined templates are per thread program, so a representative gives
@@ -89,6 +90,9 @@ def sample_states(model: Model, limit: int = 3_000_000, walks: int = 0, seed: in
     from .explorer import explore
     res = explore(model, keep_graph=True, deadlock=False, max_states=limit, symmetry=True)
     states = list(res.graph[0])
+    if dfs:     # a capped breadth-first search stops short of the deep paths (retries run out late)
+        states += list(explore(model, keep_graph=True, deadlock=False, max_states=dfs, symmetry=True,
+                               strategy="dfs").graph[0])
     succ = compile_model(model).successors
     rnd = random.Random(seed)
     for _ in range(walks):
@@ -107,7 +111,7 @@ def mined_candidates(model: Model, templates) -> list:
     out = []
     for i, (tp, e, _threads, tid) in enumerate(instantiate(model, templates)):
         out.append(Candidate(f"auto:{tp[0]}#{i}", "auto",
-                             lambda enc, s, e=e, tid=tid, i=i: enc.cond(e, s, tid, f"mined lemma {i}")))
+                             lambda enc, s, e=e, tid=tid, i=i: enc.cond(e, s, tid, f"mined lemma {i}"), e, tid))
         out[-1].template = tp
     return out
 
@@ -131,7 +135,7 @@ def candidates(model: Model, properties=None, lemmas=(), templates=None) -> list
             out += mined_candidates(model, templates)
             continue
         e = lemma_expr(model, name)
-        out.append(Candidate(name, "lemma", lambda enc, s, e=e, name=name: enc.expr_holds(s, e, f"lemma {name}")))
+        out.append(Candidate(name, "lemma", lambda enc, s, e=e, name=name: enc.expr_holds(s, e, f"lemma {name}"), e))
     return out
 
 
@@ -157,24 +161,55 @@ def _solver(timer):
     return s
 
 
-def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None):
+def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harvest: int = 0, moves=None,
+            goal=None):
     """Prune ``cands`` to an inductive subset.  Returns (kept, {name: (s, s', move_index)}, unknown names).
 
     One query per round asks whether any kept member fails after a step; the
-    members false in the model's s' are removed (each with that CTI)."""
+    members false in the model's s' are removed (each with that CTI).
+
+    ``key`` (candidate -> hashable) groups the instances of one symmetric
+    template: when the model and the candidate set are symmetric under
+    permuting the threads of a group, an instance is inductive exactly when
+    every instance of its group is, so only the first instance of each group
+    is a goal (all stay hypotheses) and a failing goal removes its group.
+
+    ``harvest`` > 0: from each solver CTI, explore that many states
+    explicitly for more CTIs (``cti_harvest``), so one solver call can remove
+    many candidates.
+
+    ``moves`` (default: all) restricts the steps checked and ``goal``
+    (candidate -> bool, default: all) the candidates whose preservation is
+    checked; the others are only hypotheses.  Sound only when a caller's
+    argument covers the rest elsewhere (the parametric proof does)."""
     s, t = enc.state("s"), enc.state("t")
     sel = enc.selector("sel")
-    base = [enc.wf(s), enc.trans(s, t, sel)]
+    base = [enc.wf(s), enc.trans(s, t, sel, moves=moves)]
     if extra_hyp is not None:
         base.append(extra_hyp(s))
+    key = key or (lambda c: c.name)
     pre = {c.name: c.holds(enc, s) for c in cands}
-    post = {c.name: c.holds(enc, t) for c in cands}
+    goals = {}
+    for c in cands:
+        if goal is None or goal(c):
+            goals.setdefault(key(c), c)
+    post = {k: c.holds(enc, t) for k, c in goals.items()}
     kept = list(cands)
     ctis = {}
+    view = None
+    if harvest:
+        from .cti_harvest import ConcreteView, harvest as explore_ctis
+        view = ConcreteView(enc.model, cands)
+        index = {c.name: i for i, c in enumerate(cands)}
+        key_of = [key(c) for c in cands]
+        move_index = {(mv.thread, mv.pc, mv.branch): mv.index for mv in enc.moves}
     while kept:
+        keys = [k for k in dict.fromkeys(key(c) for c in kept) if k in post]
+        if not keys:
+            return kept, ctis, []
         solver = _solver(timer)
         solver.add(*base, *(pre[c.name] for c in kept))
-        solver.add(z3.Or([z3.Not(post[c.name]) for c in kept]))
+        solver.add(z3.Or([z3.Not(post[k]) for k in keys]))
         r = solver.check()
         if r == z3.unsat:
             return kept, ctis, []
@@ -183,10 +218,17 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None):
         m = solver.model()
         sv, tv = enc.decode(m, s), enc.decode(m, t)
         mi = m.eval(sel, model_completion=True).as_long()
-        failed = [c for c in kept if z3.is_false(m.eval(post[c.name], model_completion=True))]
-        for c in failed:
-            ctis[c.name] = (sv, tv, mi)
-        kept = [c for c in kept if c not in failed]
+        failed = {k for k in keys if z3.is_false(m.eval(post[k], model_completion=True))}
+        found = {k: (sv, tv, mi) for k in failed}
+        if view is not None:
+            more = explore_ctis(view, sv, {index[c.name] for c in kept}, key_of, move_index, harvest)
+            for k, c3 in more.items():
+                found.setdefault(k, c3)
+        failed = set(found)
+        for c in kept:
+            if key(c) in failed:
+                ctis[c.name] = found[key(c)]
+        kept = [c for c in kept if key(c) not in failed]
     return kept, ctis, []
 
 

@@ -98,9 +98,13 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
         if any_workers:
             from ..checker.parametric import prove_any_workers
             from ..model.registry import build_model
+            if model.geometry.windowed:
+                _fail(f"{spec.path}: allocator.size: --any-workers needs an explicit allocator (a window sized "
+                      f"for this workload cannot bound every number of workers); use a size the explorer "
+                      f"models in full")
             pr = prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
                                    spec.workload, props, lemmas=[x for x in opts["lemmas"] if x != "mask_is_held_blocks"],
-                                   timeout=timeout, concrete=model,
+                                   timeout=timeout,
                                    stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))
             if pr.refused:
                 for p in pr.refused:

@@ -148,6 +148,63 @@ def _derived_terms(model):
     return out
 
 
+def _thread_terms(model, t):
+    """Terms about thread t whose per-pc values are worth tracking: unlike the
+    block index itself (which depends on how many workers allocate before),
+    the size of the block a worker holds is fixed by its program."""
+    geo = getattr(model, "geometry", None)
+    names = {v.name for v in model.threads[t].program.locals}
+    return {"blk_size": geo.size_of(Local("blk", t))} if geo is not None and "blk" in names else {}
+
+
+def _subst(e, env: dict):
+    """``e`` with shared variables / the executing thread's locals replaced
+    (``env``: ("var" | "local", name) -> Expr)."""
+    from . import expr as E
+    if isinstance(e, E.Var):
+        return env.get(("var", e.name), e)
+    if isinstance(e, E.Local) and e.thread is None:
+        return env.get(("local", e.name), e)
+    if isinstance(e, E.Op):
+        return E.Op(e.op, tuple(_subst(a, env) for a in e.args))
+    if isinstance(e, E.Ite):
+        return E.Ite(_subst(e.cond, env), _subst(e.then, env), _subst(e.other, env))
+    if isinstance(e, E.Table):
+        return E.Table(e.values, _subst(e.index, env), e.default)
+    if isinstance(e, E.FirstFit):
+        return E.FirstFit(e.sizes, e.conflicts, _subst(e.mask, env), _subst(e.size, env))
+    return e
+
+
+def wp_atoms(model, t, depth: int = 3) -> dict:
+    """Weakest preconditions of thread t's own assertions, pulled back up to
+    ``depth`` steps along its program: name -> (pc, Expr), meaning "at pc, the
+    Expr holds".  An assertion such as get_stats' "0 <= used_size <= total"
+    then has a candidate at the step that reads the counters ("used <= total"
+    under the lock), which is what makes it provable for any number of
+    writers; whether each holds is for mining and the solver to decide."""
+    prog = model.threads[t].program
+    labels = prog.labels
+    preds = {}
+    for q, st in enumerate(prog.steps):
+        for b, br in enumerate(st.branches):
+            preds.setdefault(br.goto, []).append((q, b, br))
+    out = {}
+    layer = [(st.label, f"{st.label}:{p}", a) for st in prog.steps for p, a in st.asserts]
+    for _ in range(depth):
+        nxt = []
+        for label, name, a in layer:
+            for q, b, br in preds.get(label, ()):
+                env = {("var" if isinstance(x, Var) else "local", x.name): v for x, v in br.updates
+                       if isinstance(x, Var) or x.thread is None}
+                w = implies(br.guard, _subst(a, env))
+                nm = f"wp:{labels[q]}/{b}<-{name}"
+                out[nm] = (q, w)
+                nxt.append((labels[q], nm, w))
+        layer = nxt
+    return out
+
+
 def _atoms(model, t):
     """Boolean facts about thread t (name -> Expr) mined per pc."""
     out = {}
@@ -179,6 +236,13 @@ def mine(model, states, *, limit: int = 12) -> list:
     # per (key, pc label): value sets of locals, shared vars, derived terms; atom truth sets; other threads' pcs
     vals, atoms, cross, holder, g_vals, g_imp, lock0, limp = {}, {}, {}, {}, {}, {}, {}, {}
     atom_exprs = [_atoms(model, t) for t in T]
+    tterms = [_thread_terms(model, t) for t in T]
+    wps = []
+    for t in T:
+        by_pc = {}
+        for n, (q, e) in wp_atoms(model, t).items():
+            by_pc.setdefault(q, []).append((n, e))
+        wps.append(by_pc)
     small_g = [v for v in gvars]
     # one fast pass keeps the distinct projections: shared part, per-thread part, pc vector
     from operator import itemgetter
@@ -230,7 +294,11 @@ def mine(model, states, *, limit: int = 12) -> list:
                 d.setdefault("var:" + n, set()).add(v)
             for n, v in dv.items():
                 d.setdefault("derived:" + n, set()).add(v)
+            for n, e in tterms[t].items():
+                d.setdefault("tderived:" + n, set()).add(evaluate(e, s, lay, t))
             a = atoms.setdefault(k, {})
+            for n, e in wps[t].get(pc, ()):
+                a.setdefault(n, set()).add(bool(evaluate(e, s, lay, t)))
             for n, e in atom_exprs[t].items():
                 a.setdefault(n, set()).add(bool(evaluate(e, s, lay, t)))
                 if n.startswith("holds:") and evaluate(e, s, lay, t):
@@ -252,6 +320,13 @@ def mine(model, states, *, limit: int = 12) -> list:
         for term, vs in d.items():
             if _small(vs, limit):
                 out.append(("pcval", key, lab, term, tuple(sorted(vs))))
+    for (key, lab), d in vals.items():
+        # bounds survive where value sets do not: a block index grows with the number of workers, its
+        # "-1 or a block" lower bound does not
+        for term, vs in d.items():
+            if term.startswith("local:") and len(vs) > 1:
+                out.append(("pcmin", key, lab, term, min(vs)))
+                out.append(("pcmax", key, lab, term, max(vs)))
     for (key, lab), li in limp.items():
         d = vals[(key, lab)]
         for (x, a, y), vs in li.items():
@@ -309,6 +384,8 @@ def instantiate(model, templates) -> list:
             return Local(n, t)
         if kind == "var":
             return Var(n)
+        if kind == "tderived":
+            return _thread_terms(model, t)[n]
         return derived[n]
 
     def in_vals(e, vs):
@@ -321,6 +398,12 @@ def instantiate(model, templates) -> list:
             for t in by_key.get(key, []):
                 if lab in lay.labels[t] and (not name.startswith("derived:") or name[8:] in derived):
                     out.append((tp, implies(pc_is(t, lab), in_vals(term(t, name), vs)), [t], None))
+        elif kind in ("pcmin", "pcmax"):
+            _, key, lab, name, bound = tp
+            for t in by_key.get(key, []):
+                if lab in lay.labels[t]:
+                    x = term(t, name)
+                    out.append((tp, implies(pc_is(t, lab), x >= bound if kind == "pcmin" else x <= bound), [t], None))
         elif kind == "limp":
             _, key, lab, x, a, y, vs = tp
             for t in by_key.get(key, []):
@@ -335,6 +418,8 @@ def instantiate(model, templates) -> list:
             _, key, lab, name, val = tp
             for t in by_key.get(key, []):
                 a = _atoms(model, t).get(name)
+                if a is None and name.startswith("wp:"):
+                    a = wp_atoms(model, t).get(name, (None, None))[1]
                 if a is not None and lab in lay.labels[t]:
                     out.append((tp, implies(pc_is(t, lab), a if val else not_(a)), [t], t))
         elif kind == "holder":
