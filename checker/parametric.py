@@ -240,8 +240,8 @@ def _build(builder, programs, base: Workload):
     return builder(wl)
 
 
-HARVEST = 300           # states explored from each solver CTI for more CTIs (``cti_harvest``)
-MINE_STATES = 100_000   # breadth-first and depth-first states per mined configuration
+HARVEST = 1000          # states explored from each solver CTI for more CTIs (``cti_harvest``)
+MINE_STATES = 50_000    # breadth-first and depth-first states per mined configuration
 
 
 def _mine(builder, stress_builder, programs, base) -> list:
@@ -340,9 +340,12 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
     changed = True
     # the two-worker systems first: they carry almost every obligation and remove most wrong guesses
     order = sorted(systems, key=lambda sy: (len(sy.programs) != 2, len(sy.programs)))
+    settled = {}        # system -> the alive set it last found inductive (no need to ask again)
     while changed and not unknown:
         changed = False
         for sys in order:
+            if settled.get(id(sys)) == alive:
+                continue
             cs = [c for c in sys.cands if key(c) in alive]
             kept, cti, unk = houdini(sys.enc, cs, timer=timer, extra_hyp=sys.hyp, key=key, harvest=HARVEST,
                                      **_obligations(sys))
@@ -356,6 +359,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             if gone:
                 alive -= gone
                 changed = True
+            settled[id(sys)] = set(alive)
     results = []
     for p in props:
         if unknown:
@@ -385,7 +389,9 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             solver.add(enc.wf(s), sys.hyp(s))
             for lk, o in sys.other.items():
                 solver.add(enc.read(s, sys.model.layout.shared_slot(lk)) != o)
-            solver.add(*(c.holds(enc, s) for c in sys.cands if key(c) in alive))
+            terms = enc.__dict__.get("_houdini_terms", {})
+            solver.add(*(terms[(c, "s")] if (c, "s") in terms else c.holds(enc, s)
+                         for c in sys.cands if key(c) in alive))
             solver.add(enc.bad(s, p))
             r = solver.check()
             if r == z3.sat:
@@ -419,3 +425,20 @@ def _cti_result(p, sys, cti, timer):
                     thread=mv.thread, detail=f"CTI in the system of {len(sys.programs)} symbolic workers")
     r.model = sys.model
     return r
+
+
+def prove_spec_any_workers(spec, properties=None, lemmas=None, timeout: float | None = None) -> ParametricResult:
+    """``prove --any-workers`` for a loaded spec: its model options, allocator and
+    non-workers, every number of workers running its worker programs."""
+    from ..model.lemmas import DEFAULT
+    from ..model.registry import build_model
+    model = spec.build()
+    if model.geometry.windowed:
+        raise CutoffError("allocator.size: --any-workers needs an explicit allocator (a window sized for this "
+                          "workload cannot bound every number of workers); use a size the explorer models in full")
+    p = spec.prove or {}
+    lemmas = [x for x in (lemmas or p.get("lemmas", DEFAULT)) if x != "mask_is_held_blocks"]
+    return prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
+                             spec.workload, properties or spec.checked_properties(model), lemmas=lemmas,
+                             timeout=timeout or p.get("timeout", 120.0),
+                             stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))

@@ -188,12 +188,20 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
     if extra_hyp is not None:
         base.append(extra_hyp(s))
     key = key or (lambda c: c.name)
-    pre = {c.name: c.holds(enc, s) for c in cands}
+    # the terms of a candidate over the states "s" and "t" are the same z3 terms in every call on this encoder
+    cache = enc.__dict__.setdefault("_houdini_terms", {})
+
+    def term(c, st, tag):
+        k = (c, tag)
+        if k not in cache:
+            cache[k] = c.holds(enc, st)
+        return cache[k]
+    pre = {c.name: term(c, s, "s") for c in cands}
     goals = {}
     for c in cands:
         if goal is None or goal(c):
             goals.setdefault(key(c), c)
-    post = {k: c.holds(enc, t) for k, c in goals.items()}
+    post = {k: term(c, t, "t") for k, c in goals.items()}
     kept = list(cands)
     ctis = {}
     view = None
@@ -207,6 +215,8 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
         keys = [k for k in dict.fromkeys(key(c) for c in kept) if k in post]
         if not keys:
             return kept, ctis, []
+        # a fresh solver per round: z3's incremental mode (push/pop, assumptions, adding after a check) is
+        # an order of magnitude slower on these bit-vector queries
         solver = _solver(timer)
         solver.add(*base, *(pre[c.name] for c in kept))
         solver.add(z3.Or([z3.Not(post[k]) for k in keys]))
@@ -217,18 +227,23 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
             return [], ctis, [c.name for c in kept]
         m = solver.model()
         sv, tv = enc.decode(m, s), enc.decode(m, t)
+        kept_idx = {index[c.name] for c in kept} if view is not None else set()
         mi = m.eval(sel, model_completion=True).as_long()
-        failed = {k for k in keys if z3.is_false(m.eval(post[k], model_completion=True))}
-        found = {k: (sv, tv, mi) for k in failed}
+        found = {}
+        if view is not None:    # the compiled predicates judge s' far faster than evaluating each term in z3
+            for i in view.failing(tv):
+                if key_of[i] in post and key_of[i] not in found and i in kept_idx:
+                    found[key_of[i]] = (sv, tv, mi)
+        if not found:
+            found = {k: (sv, tv, mi) for k in keys if z3.is_false(m.eval(post[k], model_completion=True))}
         if view is not None:
-            more = explore_ctis(view, sv, {index[c.name] for c in kept}, key_of, move_index, harvest)
-            for k, c3 in more.items():
+            alive_idx = {i for i in kept_idx if key_of[i] not in found}
+            for k, c3 in explore_ctis(view, sv, alive_idx, key_of, move_index, harvest).items():
                 found.setdefault(k, c3)
-        failed = set(found)
         for c in kept:
-            if key(c) in failed:
+            if key(c) in found:
                 ctis[c.name] = found[key(c)]
-        kept = [c for c in kept if key(c) not in failed]
+        kept = [c for c in kept if key(c) not in found]
     return kept, ctis, []
 
 
@@ -387,9 +402,20 @@ def prove_spec(spec, *, k: int | None = None, timeout: float | None = None, bmc_
     from ..model.lemmas import DEFAULT
     model = spec.build()
     p = spec.prove or {}
-    res = prove(model, spec.checked_properties(model), p.get("lemmas", DEFAULT), k=k or p.get("k", 1),
-                timeout=timeout or p.get("timeout", 120.0),
-                bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
+    if p.get("any_workers"):
+        from .parametric import CutoffError, prove_spec_any_workers
+        try:
+            pr = prove_spec_any_workers(spec, timeout=timeout)
+        except CutoffError as e:
+            return UNKNOWN, [ProofResult(n, "property", UNKNOWN, 0.0, detail=str(e))
+                             for n in spec.checked_properties(model)]
+        res = pr.results
+        if pr.refused:
+            return UNKNOWN, res
+    else:
+        res = prove(model, spec.checked_properties(model), p.get("lemmas", DEFAULT), k=k or p.get("k", 1),
+                    timeout=timeout or p.get("timeout", 120.0),
+                    bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
     verdicts = {r.verdict for r in res if r.kind == "property"}
     for v in (VIOLATED, NOT_INDUCTIVE, UNKNOWN):
         if v in verdicts:

@@ -144,7 +144,8 @@ def _proof_summary(spec) -> str:
         how = f", {len(r.trace) - 1}-step trace" if r.trace else (", CTI" if r.cti else "")
         return f"{r.verdict}{how} ({took:.0f}s)"
     proved = sum(r.verdict == PROVED for r in props)
-    return f"{overall} {proved}/{len(props)} ({took:.0f}s)"
+    scope = " any N" if (spec.prove or {}).get("any_workers") else ""
+    return f"{overall} {proved}/{len(props)}{scope} ({took:.0f}s)"
 
 
 @main.command()

@@ -96,16 +96,11 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
     console = Console()
     try:
         if any_workers:
-            from ..checker.parametric import prove_any_workers
-            from ..model.registry import build_model
-            if model.geometry.windowed:
-                _fail(f"{spec.path}: allocator.size: --any-workers needs an explicit allocator (a window sized "
-                      f"for this workload cannot bound every number of workers); use a size the explorer "
-                      f"models in full")
-            pr = prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
-                                   spec.workload, props, lemmas=[x for x in opts["lemmas"] if x != "mask_is_held_blocks"],
-                                   timeout=timeout,
-                                   stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))
+            from ..checker.parametric import CutoffError, prove_spec_any_workers
+            try:
+                pr = prove_spec_any_workers(spec, props, opts["lemmas"], timeout)
+            except CutoffError as e:
+                _fail(f"{spec.path}: {e}")
             if pr.refused:
                 for p in pr.refused:
                     console.print(f"[red]cutoff refused[/red]: {p}")
