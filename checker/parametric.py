@@ -22,22 +22,25 @@ the proof is refused, naming the offending element, when one fails:
       ``A(g) and forall i B(g, l_i) and forall i != j C(g, l_i, l_j)``);
       a property of the form ``(forall i Q(g, l_i)) and Q(g) => R`` with R
       reading at most two workers (``used_matches_allocations``, final
-      properties) is not put in the inductive set but shown implied by it.
+      properties) is not put in the inductive set but shown implied by it;
+ (S5) thread identities are only compared: ``SelfId`` occurs only as
+      ``SelfId + 1`` compared (== / !=) with an owner word, and an owner
+      word is read only in such a comparison or one with 0.
 
 Why it is sound.  Let Inv(N) be the universal conjunction, proved inductive
-by z3 for every system of M <= 3 *symbolic* workers -- every multiset of the
-spec's worker programs of size 1..3 -- where thread identities are symbolic,
-pairwise distinct and small enough that identity + 1 fits the owner word
-(so the result holds for every N with N + non-workers <= 2^(bits-1) - 2 =
-126 threads for the 8-bit lock word of the model), and where an owner word is
-free, holds a tracked thread's identity + 1, or holds the identity + 1 of one
-extra *untracked* thread ("other") that never moves.
+by z3 for the systems of M <= 3 tracked workers -- every multiset of the
+spec's worker programs of size 1..3 -- where an owner word is free, holds a
+tracked thread's identity + 1, or holds the identity + 1 of one extra
+*untracked* thread ("other") that never moves.  By (S5) renaming identities
+maps runs to runs, so the tracked threads keep their indices and "other" is
+the next one (the result holds for N + non-workers <= 2^(bits-1) - 2 = 126
+threads with the model's 8-bit lock word).
 
  * Base: the initial state of the N-system restricted to any <= 3 workers is
    the initial state of that M-system, and every conjunct reads <= 2
    workers, so Init(N) => Inv(N).
  * Step: suppose s |= Inv(N) and s -> s' by thread k, and a conjunct about
-   workers {i, j} fails in s'.  Let S = {i, j, k} (workers only; |S| <= 3).
+   workers W (|W| <= 2) fails in s'.  Let S = W plus k if k is a worker.
    The projection s|S (shared state, non-workers, workers in S; the lock
    holder, if an untracked worker, is "other") satisfies Inv(|S|), because
    Inv(N) is universal (dropping workers only drops conjuncts).  By (S1) a
@@ -45,8 +48,12 @@ extra *untracked* thread ("other") that never moves.
    non-worker move is enabled in the projection (its guard's conjuncts over
    S are a subset of those over all N workers) and has the same effect; a
    worker outside S cannot be k.  So s|S -> s'|S in the |S|-system, where
-   Inv is inductive: the conjunct holds in s'|S, hence in s'.  (S3) makes
-   "owner word = 0 or some identity + 1" true in every reachable N-state.
+   Inv is inductive: the conjunct holds in s'|S, hence in s'.  When N >= 2
+   and |S| < 2, S can be padded with any other worker, so the 1-worker
+   system is needed only for N = 1 and the 3-worker system only for
+   |S| = 3: a conjunct about two workers broken by a step of a third
+   (``_obligations``).  (S3) makes "owner word = 0 or some identity + 1"
+   true in every reachable N-state.
  * Implied properties: if ``(forall i Q_i) and Q(g) => R(l_i, l_j)`` failed
    in a reachable N-state s, take S = {i, j} plus the lock holder h if it is
    a worker: s|S satisfies Inv(|S|), every Q over S, the owner word names a
@@ -219,7 +226,7 @@ class System:
     model: Model
     enc: Encoder
     cands: list
-    hyp: object          # s -> z3 Bool: ids distinct and in range, owner words tracked/free/other
+    hyp: object          # s -> z3 Bool: every owner word free, a tracked thread + 1 or "other" + 1
     other: dict          # owner var -> z3 term of "other"'s identity + 1
 
 

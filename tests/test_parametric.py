@@ -16,7 +16,7 @@ from pddgpu_verify.model import gtt, vram
 from pddgpu_verify.model.compile import compile_model
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import ALL_FIXES
-from pddgpu_verify.model.program import Branch, Model, Program, Step, ThreadDef
+from pddgpu_verify.model.program import Branch, Model, Program, ThreadDef
 
 SAFETY = {"invariant", "assertion", "final"}
 
