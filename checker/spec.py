@@ -18,6 +18,7 @@ from ..model.registry import MODELS, build_model, parse_op
 
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
+MAX_RETRIES = 1 << 20   # the largest allocation retry limit (the model's retry counters widen to fit)
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 
 
@@ -49,6 +50,7 @@ class Spec:
     prove: dict = field(default_factory=dict)
     fixed_by: list = field(default_factory=list)
     window: int | None = None        # allocator.window: model only the lowest units (None: the default)
+    retry_count: int | None = None   # allocator.retry_count: PDDGPU_*_ALLOC_RETRY_COUNT (None: the document's 3)
 
     def with_fixes(self) -> "Spec":
         """The same check with the spec's named fixes on: it must verify."""
@@ -61,7 +63,8 @@ class Spec:
         return {**self.readings, **self.fixes}
 
     def build(self):
-        m = build_model(self.model, self.options, self.workload, self.size, self.name, window=self.window)
+        m = build_model(self.model, self.options, self.workload, self.size, self.name, window=self.window,
+                        retry_count=self.retry_count)
         if self.properties is not None:
             unknown = [p for p in self.properties if p not in m.properties and p not in ALWAYS]
             if unknown:
@@ -125,7 +128,7 @@ def load_spec(path) -> Spec:
         opts[section] = d
 
     a = _get(raw, "allocator", dict, path, "", default={})
-    _known(a, ("size", "window"), path, "allocator")
+    _known(a, ("size", "window", "retry_count"), path, "allocator")
     size = _get(a, "size", int, path, "allocator", default=4)
     if model == "vram" and (size < 1 or size & (size - 1) or size > MAX_UNITS):
         raise SpecError(path, "allocator.size", f"VRAM size must be a power of two from 1 to 2^30 minimum blocks, "
@@ -136,6 +139,9 @@ def load_spec(path) -> Spec:
     window = _get(a, "window", int, path, "allocator")
     if window is not None and not 1 <= window <= size:
         raise SpecError(path, "allocator.window", f"must be 1 to allocator.size ({size}), not {window}")
+    retry_count = _get(a, "retry_count", int, path, "allocator")
+    if retry_count is not None and not 1 <= retry_count <= MAX_RETRIES:
+        raise SpecError(path, "allocator.retry_count", f"must be 1 to {MAX_RETRIES}, not {retry_count}")
 
     t = _get(raw, "threads", dict, path, "", required=True)
     _known(t, ("workers", "error_injectors", "recoverers", "stats_readers", "shutdown", "worker_loop"), path, "threads")
@@ -203,7 +209,7 @@ def load_spec(path) -> Spec:
                 props, _get(c, "symmetry", bool, path, "check", default=True), strategy, max_states, max_depth,
                 _get(c, "liveness", bool, path, "check", default=False), verdict, eprop,
                 _get(raw, "prove", dict, path, "", default={}), _get(s, "fixed_by", list, path, "spec", default=[]),
-                window)
+                window, retry_count)
     for i, f in enumerate(spec.fixed_by):
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
             raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")

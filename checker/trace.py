@@ -67,6 +67,9 @@ def to_itf(model, path_states, *, spec: str, source: str, verdict: str, prop: st
     geo = getattr(model, "geometry", None)
     if geo is not None and geo.window is not None:
         meta["window"] = geo.window       # the model tracks only the lowest `window` units of `size`
+    prof = getattr(model, "profile", None)
+    if prof is not None and prof.retry_count != _document_retry_count(prof.name):
+        meta["retry_count"] = prof.retry_count
     if extra:
         meta.update(extra)
     return {"#meta": meta, "vars": names, "states": states}
@@ -110,6 +113,13 @@ def load_trace(path) -> dict:
     return data
 
 
+def _document_retry_count(kind):
+    """PDDGPU_*_ALLOC_RETRY_COUNT as the document sets it (a trace records only another value)."""
+    from ..model import gtt, vram
+    prof = {"vram": vram.PROFILE, "gtt": gtt.PROFILE}.get(kind)
+    return prof.retry_count if prof is not None else None
+
+
 def model_of_trace(path, data):
     meta = data["#meta"]
     try:
@@ -119,8 +129,13 @@ def model_of_trace(path, data):
     window = meta.get("window")
     if window is not None and (not isinstance(window, int) or isinstance(window, bool)):
         raise TraceError(path, "#meta.window", f"must be an integer, not {window!r}")
+    retry_count = meta.get("retry_count")
+    if retry_count is not None and (not isinstance(retry_count, int) or isinstance(retry_count, bool)
+                                    or not 1 <= retry_count <= 1 << 20):
+        raise TraceError(path, "#meta.retry_count", f"must be an integer from 1 to 2^20, not {retry_count!r}")
     try:
-        model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"), window=window)
+        model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"), window=window,
+                            retry_count=retry_count)
     except KeyError as e:
         raise TraceError(path, "#meta.model_kind", f"unknown model {e}") from None
     except GeometryError as e:

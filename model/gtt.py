@@ -1,5 +1,7 @@
 """The GTT manager of the design document: a drm_mm range allocator behind a
 spinlock; used_size is the allocator's own allocated_size."""
+from dataclasses import replace
+
 from .geometry import geometry_for
 from .manager import ENODEV, ENOSPC, Profile, Workload, build, workload_allocs
 
@@ -13,8 +15,10 @@ PROFILE = Profile(
 )
 
 
-def make(options: dict, workload: Workload, size: int = 4, name: str = "gtt", window: int | None = None):
+def make(options: dict, workload: Workload, size: int = 4, name: str = "gtt", window: int | None = None,
+         retry_count: int | None = None):
     """``size``: GTT aperture in pages; ``window``: model only the lowest
     ``window`` pages (default: all of them up to 10, else a window computed
     from the workload; see ``geometry.geometry_for``)."""
-    return build(PROFILE, geometry_for("range", size, window, *workload_allocs(workload)), options, workload, name)
+    prof = PROFILE if retry_count is None else replace(PROFILE, retry_count=retry_count)
+    return build(prof, geometry_for("range", size, window, *workload_allocs(workload)), options, workload, name)

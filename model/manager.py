@@ -297,7 +297,8 @@ def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
 
 def _worker(c: _Ctx, ops) -> ProgramBuilder:
     b = ProgramBuilder("worker", c.spin)
-    for name, bits, init in (("ret", 8, 0), ("retry", 8, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0), ("sretry", 8, 0),
+    rbits = max(8, c.prof.retry_count.bit_length() + 2)     # the retry counters reach retry_count, signed
+    for name, bits, init in (("ret", 8, 0), ("retry", rbits, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0), ("sretry", rbits, 0),
                              ("seen", 8, 0)):
         b.local(name, bits, init)
     if c.prof.has_vres:

@@ -1,5 +1,7 @@
 """The VRAM manager of the design document: a drm_buddy allocator behind a
 mutex, statistics in atomic64 counters (used, vis_usage)."""
+from dataclasses import replace
+
 from .geometry import geometry_for
 from .manager import ENODEV, ENOMEM, Profile, Workload, build, workload_allocs
 
@@ -13,8 +15,10 @@ PROFILE = Profile(
 )
 
 
-def make(options: dict, workload: Workload, size: int = 4, name: str = "vram", window: int | None = None):
+def make(options: dict, workload: Workload, size: int = 4, name: str = "vram", window: int | None = None,
+         retry_count: int | None = None):
     """``size``: VRAM in minimum blocks (a power of two); ``window``: model only
     the lowest ``window`` of them (default: all of them up to 32, else a
     window computed from the workload; see ``geometry.geometry_for``)."""
-    return build(PROFILE, geometry_for("buddy", size, window, *workload_allocs(workload)), options, workload, name)
+    prof = PROFILE if retry_count is None else replace(PROFILE, retry_count=retry_count)
+    return build(prof, geometry_for("buddy", size, window, *workload_allocs(workload)), options, workload, name)

@@ -139,7 +139,7 @@ class Harness:
     """One device, one manager under test, one function per model thread."""
 
     def __init__(self, kind: str, size: int, options: dict, workload, sleep_scale: float = 0.0,
-                 window: int | None = None):
+                 window: int | None = None, retry_count: int | None = None):
         self.kind, self.size = kind, size
         self.options = resolve(dict(options))
         self.workload = workload
@@ -147,6 +147,8 @@ class Harness:
         self.dev = Device(vram_size=(size if kind == "vram" else 4) * PAGE_SIZE,
                           gtt_pages=size if kind == "gtt" else 4, options=self.options, sleep_scale=sleep_scale)
         self.mgr = self.dev.manager(kind)
+        if retry_count is not None:
+            self.mgr.RETRY_COUNT = retry_count      # PDDGPU_*_ALLOC_RETRY_COUNT as the trace's spec set it
         # the model's geometry (for a large allocator: the window of its lowest units the model tracks), to name
         # the code's blocks by the model's candidate indices; the allocators themselves are the whole size
         self.geo = geometry_for("buddy" if kind == "vram" else "range", size, window, *workload_allocs(workload))
@@ -655,7 +657,7 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
                            meta.get("property_description", ""), strict)
     rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
-    h = Harness(kind, size, opts, wl, window=meta.get("window"))
+    h = Harness(kind, size, opts, wl, window=meta.get("window"), retry_count=meta.get("retry_count"))
     rep.window = h.geo.window if h.geo.windowed else None
     s = Scheduler()
     try:
