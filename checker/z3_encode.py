@@ -301,6 +301,57 @@ class Encoder:
             parts.append(t[k] == v)
         return z3.And(parts)
 
+    # footprints (partial-order reduction) --------------------------------------
+    def _slot_of(self, e, tid):
+        if isinstance(e, E.Var):
+            return self.lay.shared_index.get(e.name)
+        if isinstance(e, E.Local):
+            t = tid if e.thread is None else e.thread
+            return None if t is None else self.lay.local_index[t].get(e.name)
+        if isinstance(e, E.Pc):
+            return self.lay.pc_slot(e.thread) if 0 <= e.thread < len(self.model.threads) else None
+        return None
+
+    def reads(self, e, tid) -> set:
+        """Slots an expression evaluated by thread ``tid`` can read (syntactically)."""
+        out = set()
+        for x in E.walk(e):
+            k = self._slot_of(x, tid)
+            if k is not None:
+                out.add(k)
+        return out
+
+    def footprint(self, mv: MoveRef) -> tuple[frozenset, frozenset]:
+        """(slots read, slots written) by one move, syntactically: its own pc
+        (read by the pc test, written by the goto), every slot its guard and
+        the right-hand sides of its updates mention, and its update targets."""
+        fp = getattr(self, "_fp", None)
+        if fp is None:
+            fp = self._fp = {}
+        if mv.index not in fp:
+            br = self.model.threads[mv.thread].program.steps[mv.pc].branches[mv.branch]
+            pk = self.lay.pc_slot(mv.thread)
+            r, w = {pk} | self.reads(br.guard, mv.thread), {pk}
+            for target, value in br.updates:
+                r |= self.reads(value, mv.thread)
+                k = self._slot_of(target, mv.thread)
+                if k is None:
+                    raise EncodeError(self.where(mv), f"cannot assign to {target!r}")
+                w.add(k)
+            fp[mv.index] = (frozenset(r), frozenset(w))
+        return fp[mv.index]
+
+    def independent(self, a: MoveRef, b: MoveRef) -> bool:
+        """Moves of two different threads neither of which writes a slot the
+        other reads or writes: from any state in which both can run, they run
+        in either order, each with the same guard outcome and the same
+        updates, and reach the same state."""
+        if a.thread == b.thread:
+            return False
+        ra, wa = self.footprint(a)
+        rb, wb = self.footprint(b)
+        return not (wa & (rb | wb)) and not (wb & ra)
+
     def enabled(self, s, tid=None):
         out = []
         for mv in self.moves:

@@ -148,8 +148,10 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="solver time budget in seconds")
 @click.option("--deadlock/--no-deadlock", default=True, show_default=True,
               help="also look for deadlocks (as the explorer does; the costliest predicate)")
+@click.option("--reduce/--no-reduce", default=True, show_default=True,
+              help="partial-order reduction: consecutive independent moves in thread order (same answer)")
 @click.option("--traces-dir", type=click.Path(file_okay=False), default="traces", show_default=True)
-def bmc(spec_path, depth, timeout, deadlock, traces_dir):
+def bmc(spec_path, depth, timeout, deadlock, reduce, traces_dir):
     """Bounded model checking: a violation on some path of length <= DEPTH."""
     from ..checker.bmc import NO_VIOLATION, VIOLATION, bmc as run_bmc, bmc_trace
     from ..checker.trace import write_trace
@@ -158,7 +160,7 @@ def bmc(spec_path, depth, timeout, deadlock, traces_dir):
     props = spec.checked_properties(model)
     try:
         res = run_bmc(model, depth, properties=props + (["deadlock"] if deadlock else []), deadlock=deadlock,
-                      timeout=timeout)
+                      timeout=timeout, reduce=reduce)
     except EncodeError as e:
         _fail(f"{spec.path}: model: {e}")
     console = Console()

@@ -43,3 +43,13 @@ def test_interleaving_in_words_groups_steps_of_one_call():
     lines = interleaving_in_words(m, explore(m).path)
     assert lines[0].startswith("**w0** op0:alloc(1): dev_check")
     assert any("skipped" in line for line in lines)
+
+
+def test_bench_keeps_the_bmc_at_depth_section(tmp_path):
+    from pddgpu_verify.checker.bench import BMC_SECTION, write_markdown
+    out = tmp_path / "BENCH.md"
+    write_markdown(out, [], 10, 1.0)
+    out.write_text(out.read_text() + "\n" + BMC_SECTION + "\n\n| spec | depth |\n")
+    write_markdown(out, [], 20, 2.0)
+    text = out.read_text()
+    assert "state bound 20" in text and text.count(BMC_SECTION) == 1 and text.endswith("| spec | depth |\n")
