@@ -19,6 +19,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pddgpu-verify bench --output docs/BENCH.md
+	$(BIN)/pddgpu-verify bench --proofs --output docs/BENCH.md
 
 findings: $(STAMP)
 	$(BIN)/pddgpu-verify findings --output docs/FINDINGS.md

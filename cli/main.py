@@ -196,10 +196,14 @@ def show(trace):
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table as markdown (e.g. docs/BENCH.md).")
 @click.option("--max-states", type=click.IntRange(min=1), default=20_000_000, show_default=True)
+@click.option("--proofs", is_flag=True, help="Time prove --any-workers on the fixed specs instead.")
 @input_errors
-def bench(worker_counts, output, max_states):
+def bench(worker_counts, output, max_states, proofs):
     """Explore the fixed VRAM and GTT specs at 1..5 workers; time, rate, memory."""
-    from ..checker.bench import run_bench
+    from ..checker.bench import run_bench, run_proof_bench
+    if proofs:
+        run_proof_bench(out, output)
+        return
     try:
         counts = [int(x) for x in worker_counts.split(",")]
     except ValueError:

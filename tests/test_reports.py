@@ -53,3 +53,17 @@ def test_bench_keeps_the_bmc_at_depth_section(tmp_path):
     write_markdown(out, [], 20, 2.0)
     text = out.read_text()
     assert "state bound 20" in text and text.count(BMC_SECTION) == 1 and text.endswith("| spec | depth |\n")
+
+
+def test_bench_proof_section_is_replaced_not_repeated(tmp_path):
+    from pddgpu_verify.checker.bench import BMC_SECTION, PROOF_SECTION, write_markdown, write_section
+    out = tmp_path / "BENCH.md"
+    write_markdown(out, [], 10, 1.0)
+    out.write_text(out.read_text() + "\n" + BMC_SECTION + "\n\n| bmc row |\n")
+    write_section(out, PROOF_SECTION, [PROOF_SECTION, "", "| old proof row |"])
+    write_section(out, PROOF_SECTION, [PROOF_SECTION, "", "| new proof row |"])
+    write_markdown(out, [], 20, 2.0)
+    text = out.read_text()
+    assert text.count(PROOF_SECTION) == 1 and text.count(BMC_SECTION) == 1
+    assert "| new proof row |" in text and "| old proof row |" not in text and "| bmc row |" in text
+    assert "state bound 20" in text
