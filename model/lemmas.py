@@ -183,6 +183,13 @@ def wp_atoms(model, t, depth: int = 3) -> dict:
     then has a candidate at the step that reads the counters ("used <= total"
     under the lock), which is what makes it provable for any number of
     writers; whether each holds is for mining and the solver to decide."""
+    cache = model.__dict__.setdefault("_wp_atoms", {})     # instantiating templates asks once per instance
+    if (t, depth) not in cache:
+        cache[(t, depth)] = _wp_atoms(model, t, depth)
+    return cache[(t, depth)]
+
+
+def _wp_atoms(model, t, depth):
     prog = model.threads[t].program
     labels = prog.labels
     preds = {}
