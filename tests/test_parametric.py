@@ -98,3 +98,11 @@ def test_windowed_spec_is_refused_with_file_and_field():
     assert r.exit_code == 2
     assert "specs/45_vram_fixed_1m.toml" in r.output and "allocator.size" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_lemma_about_every_worker_at_once_is_refused():
+    base = Workload(workers=[[("alloc", 1), ("free",)]], shutdown=True)
+    pr = prove_any_workers(lambda wl: gtt.make(ALL_FIXES, wl), base, ["no_overlap"],
+                           lemmas=["auto", "held_blocks_in_mask", "mask_is_held_blocks"])
+    assert any("mask_is_held_blocks" in p and "(S4)" in p for p in pr.refused)
+    assert all(r.verdict != PROVED for r in pr.results)
