@@ -41,12 +41,7 @@ class ConcreteView:
 
     def _property(self, name, py, done):
         m, lay = self.model, self.model.layout
-        parts = []
-        for t, th in enumerate(m.threads):
-            for pc, st in enumerate(th.program.steps):
-                for p, a in st.asserts:
-                    if p == name:
-                        parts.append(f"(s[{lay.pc_slot(t)}] != {pc} or ({py(a, t)}))")
+        parts = [f"(s[{lay.pc_slot(t)}] != {pc} or ({py(a, t)}))" for t, pc, a in m.assertion_sites(name)]
         p = m.properties[name]
         if p.kind == "invariant":
             parts.append(f"({py(p.expr, None)})")

@@ -75,7 +75,7 @@ import z3
 from ..model import expr as E
 from ..model.manager import Workload
 from ..model.program import Model
-from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Timer, candidates, houdini,
+from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Timer, candidate_term, candidates, houdini,
                     sample_states)
 from .z3_encode import Encoder
 
@@ -236,7 +236,6 @@ class ParametricResult:
     systems: int = 0
     seconds: float = 0.0
     refused: list = field(default_factory=list)   # side-condition problems (then nothing is proved)
-    max_threads: int = 0
     detail: str = ""
 
 
@@ -382,7 +381,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             if p in alive:
                 results.append(ProofResult(p, "property", PROVED, timer.elapsed(),
                                            detail=f"inductive for every N (cutoff {MAX_TRACKED}, "
-                                                  f"{len(systems)} symbolic systems)"))
+                                                  f"{len(systems)} systems of 1-{MAX_TRACKED} workers)"))
             else:
                 results.append(_cti_result(p, *ctis[p], timer))
             continue
@@ -398,9 +397,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             solver.add(enc.wf(s), sys.hyp(s))
             for lk, o in sys.other.items():
                 solver.add(enc.read(s, sys.model.layout.shared_slot(lk)) != o)
-            terms = enc.__dict__.get("_houdini_terms", {})
-            solver.add(*(terms[(c, "s")] if (c, "s") in terms else c.holds(enc, s)
-                         for c in sys.cands if key(c) in alive))
+            solver.add(*(candidate_term(enc, c, s, "s") for c in sys.cands if key(c) in alive))
             solver.add(enc.bad(s, p))
             r = solver.check()
             if r == z3.sat:
@@ -412,7 +409,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
         if failed is None:
             results.append(ProofResult(p, "property", PROVED, timer.elapsed(),
                                        detail=f"implied for every N by the universal invariant "
-                                              f"({len(systems)} symbolic systems)"))
+                                              f"({len(systems)} systems of 1-{MAX_TRACKED} workers)"))
         elif failed == "unknown":
             results.append(ProofResult(p, "property", UNKNOWN, timer.elapsed(), detail="solver timeout"))
         else:
@@ -420,9 +417,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             results.append(ProofResult(p, "property", NOT_INDUCTIVE, timer.elapsed(), cti=[(None, st)],
                                        detail=f"not implied by the universal invariant in the system of "
                                               f"{len(sys.programs)} workers"))
-    mt = None
-    return ParametricResult(results, len(systems), timer.elapsed(), [], mt or 0,
-                            detail=f"{len(alive)} invariants kept")
+    return ParametricResult(results, len(systems), timer.elapsed(), [], detail=f"{len(alive)} invariants kept")
 
 
 def _cti_result(p, sys, cti, timer):
@@ -431,7 +426,7 @@ def _cti_result(p, sys, cti, timer):
     mv = sys.enc.moves[mi]
     r = ProofResult(p, "property", NOT_INDUCTIVE, timer.elapsed(),
                     cti=[(None, sv), (Move(mv.thread, mv.pc, mv.branch), tv)], breaking=sys.enc.where(mv),
-                    thread=mv.thread, detail=f"CTI in the system of {len(sys.programs)} symbolic workers")
+                    thread=mv.thread, detail=f"CTI in the system of {len(sys.programs)} tracked workers")
     r.model = sys.model
     return r
 

@@ -78,31 +78,19 @@ def owner_candidate(model: Model) -> list:
     return out
 
 
-def sample_states(model: Model, limit: int = 3_000_000, walks: int = 0, seed: int = 1, dfs: int = 0):
+def sample_states(model: Model, limit: int = 3_000_000, dfs: int = 0):
     """Reachable states of ``model`` for mining candidates: the first
     ``limit`` states of the explorer's breadth-first search (one per symmetry
     orbit: mined templates are per thread program, so a representative gives
-    the templates of its whole orbit), plus ``walks`` random runs to the end,
-    which reach the deep states a capped breadth-first search misses.  Only
-    a source of guesses: the proof never trusts them."""
-    import random
-    from ..model.compile import compile_model
+    the templates of its whole orbit), plus the first ``dfs`` states of a
+    depth-first search, which reach the deep states (retries run out late) a
+    capped breadth-first search misses.  Only a source of guesses: the proof
+    never trusts them."""
     from .explorer import explore
-    res = explore(model, keep_graph=True, deadlock=False, max_states=limit, symmetry=True)
-    states = list(res.graph[0])
-    if dfs:     # a capped breadth-first search stops short of the deep paths (retries run out late)
+    states = list(explore(model, keep_graph=True, deadlock=False, max_states=limit, symmetry=True).graph[0])
+    if dfs:
         states += list(explore(model, keep_graph=True, deadlock=False, max_states=dfs, symmetry=True,
                                strategy="dfs").graph[0])
-    succ = compile_model(model).successors
-    rnd = random.Random(seed)
-    for _ in range(walks):
-        s = model.initial_state()
-        for _ in range(10_000):
-            nx = succ(s)
-            if not nx:
-                break
-            s = rnd.choice(nx)[3]
-            states.append(s)
     return states
 
 
@@ -161,6 +149,15 @@ def _solver(timer):
     return s
 
 
+def candidate_term(enc: Encoder, c, st, tag: str):
+    """``c.holds(enc, st)``, built once per encoder: the state named ``tag``
+    ("s", "t") is the same z3 constants in every query on that encoder."""
+    cache = enc.__dict__.setdefault("_candidate_terms", {})
+    if (c, tag) not in cache:
+        cache[(c, tag)] = c.holds(enc, st)
+    return cache[(c, tag)]
+
+
 def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harvest: int = 0, moves=None,
             goal=None):
     """Prune ``cands`` to an inductive subset.  Returns (kept, {name: (s, s', move_index)}, unknown names).
@@ -188,20 +185,12 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
     if extra_hyp is not None:
         base.append(extra_hyp(s))
     key = key or (lambda c: c.name)
-    # the terms of a candidate over the states "s" and "t" are the same z3 terms in every call on this encoder
-    cache = enc.__dict__.setdefault("_houdini_terms", {})
-
-    def term(c, st, tag):
-        k = (c, tag)
-        if k not in cache:
-            cache[k] = c.holds(enc, st)
-        return cache[k]
-    pre = {c.name: term(c, s, "s") for c in cands}
+    pre = {c.name: candidate_term(enc, c, s, "s") for c in cands}
     goals = {}
     for c in cands:
         if goal is None or goal(c):
             goals.setdefault(key(c), c)
-    post = {k: term(c, t, "t") for k, c in goals.items()}
+    post = {k: candidate_term(enc, c, t, "t") for k, c in goals.items()}
     kept = list(cands)
     ctis = {}
     view = None

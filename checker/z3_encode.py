@@ -63,15 +63,15 @@ class MoveRef:
 class Encoder:
     """z3 view of one model.
 
-    ``ids``: the value of ``SelfId`` for each thread (default: its index).  The
-    parametric back end passes symbolic ids instead.  ``slot_bits`` may widen
-    a slot (used by abstractions); by default the declared width."""
+    ``SelfId`` of each thread is its index (the parametric proof needs no
+    other identities: its side condition S5).  ``slot_bits`` may widen a slot
+    (used by abstractions); by default the declared width."""
 
-    def __init__(self, model: Model, ids=None, slot_bits: dict | None = None):
+    def __init__(self, model: Model, slot_bits: dict | None = None):
         self.model = model
         self.lay = model.layout
         n = len(model.threads)
-        self.ids = [(_bv(i) if ids is None else ids[i]) for i in range(n)]
+        self.ids = [_bv(i) for i in range(n)]
         self.bits = [min(max(d.bits, 1), 64) for d in self.lay.decls]
         for k, b in (slot_bits or {}).items():
             self.bits[k] = b
@@ -366,16 +366,6 @@ class Encoder:
         return z3.And([self.pc_is(s, t, self.lay.done_pc[t]) for t in range(len(self.model.threads))])
 
     # properties ---------------------------------------------------------------
-    def assertion_sites(self, prop: str):
-        """[(thread, pc, expr)] where ``prop`` is asserted."""
-        out = []
-        for t, th in enumerate(self.model.threads):
-            for pc, st in enumerate(th.program.steps):
-                for p, a in st.asserts:
-                    if p == prop:
-                        out.append((t, pc, a))
-        return out
-
     def bad(self, s, prop: str):
         """States violating ``prop`` (as the explorer's ``check``/``check_final`` see them)."""
         if prop == "deadlock":
@@ -385,7 +375,7 @@ class Encoder:
         p = self.model.properties[prop]
         where = f"property {prop}"
         out = []
-        for t, pc, a in self.assertion_sites(prop):
+        for t, pc, a in self.model.assertion_sites(prop):
             th = self.model.threads[t]
             out.append(z3.And(self.pc_is(s, t, pc),
                               z3.Not(self.cond(a, s, t, f"{where} asserted at {th.name} step "

@@ -113,6 +113,11 @@ class Model:
                     if prop not in self.properties:
                         self.properties[prop] = Property(prop, "assertion", prop)
 
+    def assertion_sites(self, prop: str) -> list:
+        """[(thread, pc, expr)]: where the assertion property ``prop`` is checked."""
+        return [(t, pc, a) for t, th in enumerate(self.threads) for pc, st in enumerate(th.program.steps)
+                for p, a in st.asserts if p == prop]
+
     def thread_index(self, name: str) -> int:
         for i, t in enumerate(self.threads):
             if t.name == name:
