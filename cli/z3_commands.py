@@ -96,7 +96,7 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
     console = Console()
     try:
         if any_workers:
-            from ..checker.parametric import CutoffError, prove_spec_any_workers
+            from ..checker.parametric import MAX_TRACKED, CutoffError, prove_spec_any_workers
             try:
                 pr = prove_spec_any_workers(spec, props, opts["lemmas"], timeout)
             except CutoffError as e:
@@ -105,7 +105,8 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
                 for p in pr.refused:
                     console.print(f"[red]cutoff refused[/red]: {p}")
             results = pr.results
-            title = f"prove {spec.name} (any number of workers: {pr.systems} symbolic systems, {pr.seconds:.1f}s)"
+            title = (f"prove {spec.name} (any number of workers: {pr.systems} systems of 1-{MAX_TRACKED} workers, "
+                     f"{pr.seconds:.1f}s)")
         else:
             results = run_prove(model, props, opts["lemmas"], k=k, timeout=timeout, bmc_depth=bmc_depth)
             title = f"prove {spec.name} ({len(model.threads)} threads)"
