@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model.geometry import GeometryError
-from ..model.manager import Workload
+from ..model.manager import MAX_RETRIES, Workload
 from ..model.options import OPTIONS, OptionError
 from ..model.registry import MODELS, build_model, parse_op
 
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
-MAX_RETRIES = 1 << 20   # the largest allocation retry limit (the model's retry counters widen to fit)
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..model.geometry import GeometryError
+from ..model.manager import MAX_RETRIES
 from ..model.registry import build_model, workload_from_dict, workload_to_dict
 
 FORMAT_URL = "https://apalache-mc.org/docs/adr/015adr-trace.html"
@@ -131,8 +132,8 @@ def model_of_trace(path, data):
         raise TraceError(path, "#meta.window", f"must be an integer, not {window!r}")
     retry_count = meta.get("retry_count")
     if retry_count is not None and (not isinstance(retry_count, int) or isinstance(retry_count, bool)
-                                    or not 1 <= retry_count <= 1 << 20):
-        raise TraceError(path, "#meta.retry_count", f"must be an integer from 1 to 2^20, not {retry_count!r}")
+                                    or not 1 <= retry_count <= MAX_RETRIES):
+        raise TraceError(path, "#meta.retry_count", f"must be an integer from 1 to {MAX_RETRIES}, not {retry_count!r}")
     try:
         model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"), window=window,
                             retry_count=retry_count)

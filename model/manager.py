@@ -19,6 +19,7 @@ from .program import Model, Property, ThreadDef, VarDecl
 INITIALIZING, READY, SHUTDOWN, ERROR = 0x01, 0x02, 0x04, 0x08
 DEV_SHUTDOWN = 0x01          # PDDGPU_DEVICE_STATE_SHUTDOWN; its value is not given
 ENODEV, ENOMEM, ENOSPC = 19, 12, 28
+MAX_RETRIES = 1 << 20        # the largest allocation retry limit a spec or trace may set (the counters widen to fit)
 
 # property names
 P = dict(
