@@ -121,6 +121,9 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     symmetry = comp.symmetry
     m = comp.model
     succ, check, check_final, canon, is_done = comp.successors, comp.check, comp.check_final, comp.canon, comp.is_done
+    triggers = comp.triggers
+    all_watched = (1 << len(comp.watched)) - 1
+    exercised = 0         # bit i: comp.watched[i] was exercised by some reached state
     if hash_compact:
         key_of = (lambda s: hash(canon(s))) if symmetry else hash
     else:
@@ -181,6 +184,12 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
         res.stats = {"states": n, "transitions": transitions, "diameter": diameter,
                      "seconds": round(el, 3), "states_per_s": round(n / max(el, 1e-9)),
                      "peak_mb": round(peak_rss_mb(), 1), "symmetry": symmetry, "strategy": strategy}
+        if res.verdict in (OK, INCOMPLETE):
+            # a property no reached state exercised was not checked at all: say so, never a silent OK
+            res.stats["vacuous"] = [p for i, p in enumerate(comp.watched) if not exercised >> i & 1]
+            # checked at no step of this configuration (no spinlock in VRAM, no unlocked read with the fix ...)
+            res.stats["absent"] = [p for p in comp.properties if p not in comp.watched and p not in m.bounds
+                                   and m.properties[p].kind == "assertion"]
         if hash_compact:
             res.stats["hash_compact"] = True
             res.stats["collision_probability"] = float(f"{n * n / 2 ** 65:.2g}")
@@ -191,6 +200,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     v = check(init)
     if v:
         return violation(v, 0)
+    exercised = triggers(init)
 
     frontier = deque([(0, init)])
     pop = frontier.popleft if strategy == "bfs" else frontier.pop
@@ -210,6 +220,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
                 p = check_final(s)
                 if p:
                     return finish(Result(VIOLATION, p, None, path_to(i)))
+                exercised |= comp.finals
             elif deadlock:
                 return finish(Result(DEADLOCK, "deadlock", None, path_to(i), detail=blocked_threads(m, s)))
             continue
@@ -231,6 +242,8 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
                     if edges is not None:
                         edges.append((i, j, pack(t, pc, b)))
                     return violation(v, j)
+                if exercised != all_watched:
+                    exercised |= triggers(n)
                 if max_states is not None and count >= max_states:
                     incomplete = True
                     frontier.clear()

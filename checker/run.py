@@ -18,9 +18,26 @@ class CheckOutcome:
     trace_path: Path | None
 
     @property
+    def vacuous(self) -> list:
+        return self.result.stats.get("vacuous") or []
+
+    @property
+    def vacuity_as_expected(self) -> bool:
+        """An OK is only as good as what the run exercised: the spec names the properties it may leave
+        unexercised; a +fix run must exercise the property its defect broke."""
+        s = self.spec
+        if self.result.verdict != OK:
+            return True
+        if s.expect_vacuous is not None and sorted(self.vacuous) != sorted(s.expect_vacuous):
+            return False
+        return not any(p in self.vacuous for p in s.must_exercise)
+
+    @property
     def matches(self) -> bool:
         r, s = self.result, self.spec
         if r.verdict != s.expect_verdict:
+            return False
+        if not self.vacuity_as_expected:
             return False
         return s.expect_property is None or r.property == s.expect_property or s.expect_verdict == OK
 

@@ -21,11 +21,15 @@ class Compiled:
     successors: callable      # s -> [(tid, pc, branch, s')]
     check: callable           # s -> None | (property, tid | None)
     check_final: callable     # s -> None | property   (only meaningful when all threads are done)
+    triggers: callable        # s -> bit mask over ``watched``: the properties this state exercises
     canon: callable           # s -> visited-set key: packed bytes, canonical under thread symmetry
     is_done: callable         # s -> bool (every thread finished)
     source: str
     properties: tuple
     symmetry: bool = False
+    watched: tuple = ()       # the properties whose exercise is tracked (bit i of ``triggers`` is watched[i]);
+    #                           an assertion checked at no step of this model is absent, not watched
+    finals: int = 0           # bit mask of the final properties in ``watched``: exercised by a final state
 
 
 _RUNTIME = dict(E.RUNTIME)
@@ -121,6 +125,31 @@ def compile_model(model: Model, properties=None, symmetry: bool = False) -> Comp
             emit(f"    if not ({py(prop.expr, None)}): return {p!r}")
     emit("    return None")
 
+    # vacuity: which watched properties a state exercises (a bound of the model is no property of the driver)
+    watched = tuple(p for p in props if model.properties[p].kind in ("invariant", "assertion", "final")
+                    and p not in model.bounds and model.trigger_sites(p))
+    finals = 0
+    site_code: dict = {}
+    emit("def triggers(s):")
+    emit("    m = 0")
+    for i, p in enumerate(watched):
+        if model.properties[p].kind == "final":
+            finals |= 1 << i
+            continue
+        for t, pc, trig in model.trigger_sites(p):
+            cond = py(trig, t)
+            if t is not None:
+                site_code.setdefault((t, pc), []).append((cond, i))
+            elif cond == "1":
+                emit(f"    m |= {1 << i}")
+            else:
+                emit(f"    if {cond}: m |= {1 << i}")
+    for (t, pc), items in sorted(site_code.items()):
+        emit(f"    if s[{pslot(t)}] == {pc}:")
+        for cond, i in items:
+            emit(f"        m |= {1 << i}" if cond == "1" else f"        if {cond}: m |= {1 << i}")
+    emit("    return m")
+
     done = " and ".join(f"s[{pslot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "True"
     emit(f"def is_done(s):\n    return {done}")
 
@@ -132,8 +161,8 @@ def compile_model(model: Model, properties=None, symmetry: bool = False) -> Comp
     ns["_a_none"] = lambda s: None
     ns["_wrapb"] = E.wrap
     exec(compile(src, f"<compiled {model.name}>", "exec"), ns)
-    return Compiled(model, ns["successors"], ns["check"], ns["check_final"], ns["canon"],
-                    ns["is_done"], src, props, bool(symmetry_groups(model)) and symmetry)
+    return Compiled(model, ns["successors"], ns["check"], ns["check_final"], ns["triggers"], ns["canon"],
+                    ns["is_done"], src, props, bool(symmetry_groups(model)) and symmetry, watched, finals)
 
 
 def symmetry_groups(model: Model) -> list[list[int]]:

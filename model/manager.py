@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .builder import LOCK_NO_REACQUIRE, LOCK_OWNER_RELEASE, NO_SLEEP_UNDER_SPINLOCK, ProgramBuilder, owner_value
-from .expr import (Const, Local, Pc, Var, and_, bit, eq, implies, in_set, ne, not_, or_)
+from .expr import (Const, Local, Op, Pc, Var, and_, bit, eq, implies, in_set, ne, not_, or_)
 from .geometry import WINDOW_PROPERTY, Geometry
 from .options import resolve
 from .program import Model, Property, ThreadDef, VarDecl
@@ -37,7 +37,20 @@ P = dict(
     no_buddy_metadata_leak="drm_buddy_init is only called on a torn-down allocator (else its free lists leak)",
     shutdown_sticky="SHUTDOWN, once set in the manager's state word, is never cleared",
     returns_without_lock="no call returns while still holding the manager lock",
-    error_serves_no_alloc="an allocation reaches the allocator only if the state it last checked had no ERROR",
+    error_serves_no_alloc="no allocation reaches the allocator while ERROR is set in the state word (2.2: READY -> "
+                          "ERROR stops service; checked at the allocator call, not where a check looked)",
+    allocator_lock_held="every allocator call (alloc, free, init, fini) and every read of the allocator's own fields "
+                        "happens with the manager lock held by the caller (lockdep_assert_held)",
+    alloc_failure_sets_error="an allocation that fails for good returns with ERROR set, unless a recover has cleared "
+                             "it since (并发保护机制 3.1: 分配失败时设置错误状态)",
+    alloc_retries_before_failure="an allocation fails for good only after the allocator refused it RETRY_COUNT "
+                                 "times (3.3 / 并发保护机制 4.1: 分配失败时自动重试)",
+    init_failure_sets_error="a recover whose allocator init failed returns with ERROR set, unless a recover has "
+                            "cleared it since (并发保护机制 3.1: 初始化失败时设置错误状态)",
+    recover_leaves_ready="a recover that returns 0 leaves the manager READY without ERROR, unless ERROR was set again "
+                         "since (2.2: ERROR -> READY; 3.2: 清除错误状态)",
+    stats_snapshot="get_stats returns values that all held at one instant, when the statistics agreed with the "
+                   "allocator (a linearizable snapshot, 6.2 / 2.1)",
     documented_return_code="every call returns a code the document names",
     stats_consistent="get_stats reports a possible snapshot: 0 <= used_size <= total_size and visible_used <= "
                      "used_size",
@@ -108,15 +121,40 @@ RET = Local("ret")
 BLK = Local("blk")
 
 
+# Ghost counters of the writes that set and clear ERROR, saturating at GHOST_CAP so the state space stays
+# finite with looping workers; a mark taken at the cap makes its property vacuous there, never false.
+GHOST_CAP = 3
+ESETS = Var("err_sets")
+ECLEARS = Var("err_clears")
+
+
+def _bump(v):
+    return (v, Op("min", (v + 1, Const(GHOST_CAP))))
+
+
+def _set_error_updates():
+    """set_error (2.1): atomic_or(ERROR) and the ghost count of ERROR sets."""
+    return [(S, S | ERROR), _bump(ESETS)]
+
+
+def _unless_since(cond, claim, mark, counter):
+    """``cond -> claim``, unless ``counter`` moved since ``mark`` was taken.  A mark taken at the cap cannot
+    tell, so there the premise is false: the property is not exercised (vacuous), never wrongly failed."""
+    return implies(and_(cond, mark < GHOST_CAP), or_(claim, ne(counter, mark)))
+
+
+def _lock_held():
+    return eq(Var("lock"), owner_value())
+
+
 def _allocator_usable():
     return and_(eq(Var("alive"), 1), eq(Var("finied"), 0))
 
 
 def _is_ready_steps(b: ProgramBuilder, c: _Ctx, label, ok, fail, *, fail_updates=(), ok_updates=(), section, call):
     """1.2 is_ready: two separate atomic_reads as written, one with the fix.
-    Returns the entry label.  ``ok_updates`` get the last state read as
-    ``Local('seen')`` so the ERROR property can see what the check saw."""
-    seen = [(Local("seen"), S)]
+    Returns the entry label."""
+    seen = []
     if c.opt["fix_is_ready"]:
         cond = eq(S & (READY | SHUTDOWN | ERROR | INITIALIZING), READY)
         b.branch(label, [(cond, [*ok_updates, *seen], ok), (not_(cond), list(fail_updates), fail)],
@@ -183,7 +221,8 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     if prof.used_in_allocator:
         ok_updates.append((USED, USED + size))
     asserts = [("no_allocator_use_after_fini", _allocator_usable()),
-               ("error_serves_no_alloc", eq(Local("seen") & ERROR, 0))]
+               ("error_serves_no_alloc", eq(S & ERROR, 0)),
+               ("allocator_lock_held", _lock_held())]
     if geo.windowed:
         # the model sees only the window; the real allocator, everything outside it free, has a block for this
         # request (geometry: window + size <= units), so a first fit that finds the window full is where the
@@ -212,18 +251,36 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     ], section="3.3", call=call, code=f"if (++retry_count < RETRY_COUNT /* {prof.retry_count} */)")
     b.sleep(L("retry_sleep"), L("lock"), section="3.3", call=call,
             code=f"msleep({prof.retry_delay_ms}); goto retry_alloc;")
-    fail_updates = [(RET, prof.alloc_fail_code)]
+    # the mark of ERROR clears: alloc_failure_sets_error asks whether a recover ran since this final failure
+    fail_updates = [(RET, prof.alloc_fail_code), (Local("emark"), ECLEARS)]
     if prof.has_vres and opt["fix_retry_unlock"]:
         fail_updates += unvres
     # GTT: err_free frees the node, so only VRAM has a resource to lose here
-    if opt["set_error_on_alloc_failure"]:
-        fail_updates.append((S, S | ERROR))
-    b.go(L("fail"), L("return"), fail_updates, section="3.3" + (" / 3.1 错误检测" if opt["set_error_on_alloc_failure"] else ""),
-         call=call, code="return -ENOMEM;" if prof.has_vres else "goto err_free; /* return r */")
+    code = "return -ENOMEM;" if prof.has_vres else "goto err_free; /* return r */"
+    if not opt["fix_alloc_failure_sets_error"]:
+        b.go(L("fail"), L("return"), fail_updates, section="3.3", call=call, code=code)
+    elif opt["fix_error_under_lock"] and not _holds(c):
+        b.go(L("fail"), L("fail_lock"), fail_updates, section="3.3", call=call, code="/* retries exhausted */")
+        _locked_set_error(b, c, L("fail_lock"), L("return"), call, section="3.1 错误检测 (fix)")
+    else:
+        b.go(L("fail"), L("return"), fail_updates + _set_error_updates(), section="3.3 / 3.1 错误检测 (fix)",
+             call=call, code="pddgpu_mgr_set_error(mgr); " + code)
 
+    fail = eq(RET, prof.alloc_fail_code)
+    promised = [("alloc_failure_sets_error", _unless_since(fail, bit(S, ERROR), Local("emark"), ECLEARS)),
+                ("alloc_retries_before_failure", implies(fail, eq(Local("retry"), prof.retry_count)))]
     lost_vres = [("no_lost_resource", implies(ne(RET, 0), eq(Local("vres"), 0)))] if prof.has_vres else []
-    _return_step(b, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres,
-                 updates=[(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else [])
+    # the return's checks read the pre-state; the ghost mark is dead after it
+    _return_step(b, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres + promised,
+                 updates=[(Local("emark"), 0)] + ([(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else []))
+
+
+def _locked_set_error(b: ProgramBuilder, c: _Ctx, label, nxt, call, section):
+    """set_error under the manager lock (fix_error_under_lock): lock, atomic_or(ERROR), unlock."""
+    b.acquire(label, "lock", label + "_set", c.lk, section=section, call=call)
+    b.go(label + "_set", label + "_unlock", _set_error_updates(), section=section, call=call,
+         code="atomic_or(STATE_ERROR, &mgr->state); /* under mgr->lock */")
+    b.release(label + "_unlock", "lock", nxt, c.lk, section=section, call=call)
 
 
 def _holds(c: _Ctx) -> bool:
@@ -257,9 +314,10 @@ def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
     call = f"op{k}:free"
     L = lambda s: p + s  # noqa: E731
     skip = [(Var("lost"), Var("lost") + 1), (BLK, -1)]   # the BO is gone, its block is not
-    first = L("lock") if opt["fix_free_always_releases"] else L("dev_check")
+    prelock = not (opt["fix_free_always_releases"] or opt["fix_free_no_prelock_return"])   # 4.1's checks
+    first = L("dev_check") if prelock else L("lock")
     b.branch(L("entry"), [(BLK >= 0, [], first), (BLK < 0, [], nxt)], section="4", code="if (!res) return;")
-    if not opt["fix_free_always_releases"]:
+    if prelock:
         b.branch(L("dev_check"), [
             (bit(DEV, DEV_SHUTDOWN), skip, L("skipped")),
             (not_(bit(DEV, DEV_SHUTDOWN)), [], L("mgr_check")),
@@ -280,7 +338,8 @@ def _free(b: ProgramBuilder, c: _Ctx, k: int, nxt: str):
          section="4.2", code=f"{prof.free_fn}(&mgr->mm, ...);",
          asserts=[("no_allocator_use_after_fini", _allocator_usable()),
                   ("no_foreign_free", eq(Local("bgen"), Var("gen"))),
-                  ("no_double_free", geo.has(MASK, BLK))])
+                  ("no_double_free", geo.has(MASK, BLK)),
+                  ("allocator_lock_held", _lock_held())])
     stats = [(v, v - Local("fsz"), code) for v, _, code in _stat_updates(c, -1)]
     if c.stats_locked():
         _stat_chain(b, L("stats"), stats, L("unlock"), call)
@@ -300,7 +359,7 @@ def _worker(c: _Ctx, ops) -> ProgramBuilder:
     b = ProgramBuilder("worker", c.spin)
     rbits = max(8, c.prof.retry_count.bit_length() + 2)     # the retry counters reach retry_count, signed
     for name, bits, init in (("ret", 8, 0), ("retry", rbits, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0), ("sretry", rbits, 0),
-                             ("seen", 8, 0)):
+                             ("emark", 4, 0)):
         b.local(name, bits, init)
     if c.prof.has_vres:
         b.local("vres", 2, 0)
@@ -321,53 +380,62 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
     b = ProgramBuilder("recoverer", c.spin)
     b.local("ret", 8, 0)
     b.local("r", 8, 0)
+    b.local("rmark", 4, 0)      # ERROR sets counted at entry: recover_leaves_ready
+    b.local("imark", 4, 0)      # ERROR clears counted when init failed: init_failure_sets_error
     call = "recover"
+    under_lock = opt["fix_error_under_lock"]
     fix_state, fix_reinit = opt["fix_recover_state"], opt["fix_recover_reinit"]
+    mark = (Local("rmark"), ESETS)
     b.branch("dev_check", [
-        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV)], "return"),
-        (not_(bit(DEV, DEV_SHUTDOWN)), [], "lock" if fix_state else "clear_error"),
+        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), mark], "return"),
+        (not_(bit(DEV, DEV_SHUTDOWN)), [mark], "lock" if (fix_state or under_lock) else "clear_error"),
     ], section="5.1", call=call, code="if (device_state & SHUTDOWN) return -ENODEV;")
-    if not fix_state:
-        b.go("clear_error", "lock", [(S, S & ~ERROR)], section="5.1 / 2.2", call=call,
+    clear = [(S, S & ~ERROR), _bump(ECLEARS)]
+    if not fix_state and under_lock:
+        b.acquire("lock", "lock", "clear_error", c.lk, section="5.1", call=call)
+        b.go("clear_error", "init_check" if fix_reinit else "init", clear, section="5.1 / 2.2 (fix: under the lock)", call=call,
+             code="pddgpu_mgr_clear_error(mgr); /* atomic_and(~ERROR), under mgr->lock */")
+    elif not fix_state:
+        b.go("clear_error", "lock", clear, section="5.1 / 2.2", call=call,
              code="pddgpu_mgr_clear_error(mgr); /* atomic_and(~ERROR) */")
-        b.acquire("lock", "lock", "init", c.lk, section="5.1", call=call)
+        b.acquire("lock", "lock", "init_check" if fix_reinit else "init", c.lk, section="5.1", call=call)
     else:
         b.acquire("lock", "lock", "shutdown_check", c.lk, section="5.1", call=call)
         b.branch("shutdown_check", [
             (bit(S, SHUTDOWN), [(Local("r"), -ENODEV)], "unlock"),
-            (not_(bit(S, SHUTDOWN)), [(Local("r"), 0)], "init"),
+            (not_(bit(S, SHUTDOWN)), [(Local("r"), 0)], "init_check" if fix_reinit else "init"),
         ], section="5.1 (fix)", call=call, code="if (atomic_read(&mgr->state) & SHUTDOWN) { r = -ENODEV; goto out; }")
 
     fresh = [(MASK, 0), (Var("gen"), Var("gen") + 1), (Var("alive"), 1), (Local("r"), 0)]
     if prof.used_in_allocator:
         fresh.append((USED, 0))
-    failed = [(MASK, 0), (Var("alive"), 0), (Local("r"), -ENOMEM)]
+    failed = [(MASK, 0), (Var("alive"), 0), (Local("r"), -ENOMEM), (Local("imark"), ECLEARS)]
     after_init = "set_state" if fix_state else "unlock"
     if fix_reinit:
         # tear down and re-create only an empty allocator.  The statistics are left alone: with no live
         # block they are already 0 once in-flight updates land, and resetting them races with those updates.
-        cases = [(ne(MASK, 0), [(Local("r"), 0)], after_init, "live blocks: keep the allocator"),
-                 (eq(MASK, 0), fresh, after_init)]
-        if opt["init_can_fail"]:
-            cases.append((eq(MASK, 0), failed, after_init, "init fails"))
-        b.branch("init", cases, section="5.1 (fix)", call=call, kind="init",
-                 code=f"if (!live_blocks) {{ {prof.fini_fn}(); r = {prof.init_fn}(...); reset stats; }}",
-                 asserts=[("no_allocator_use_after_fini", eq(Var("finied"), 0))])
-    else:
-        cases = [(Const(1), fresh, after_init)]
-        if opt["init_can_fail"]:
-            cases.append((Const(1), failed, after_init, "init fails"))
-        asserts = [("no_reinit_of_live_allocator", eq(MASK, 0)),
-                   ("no_allocator_use_after_fini", eq(Var("finied"), 0))]
-        if prof.name == "vram":
-            asserts.append(("no_buddy_metadata_leak", eq(Var("alive"), 0)))
-        b.branch("init", cases, section="5.1", call=call, kind="init",
-                 code=f"r = {prof.init_fn}(&mgr->mm, ...);", asserts=asserts)
+        b.branch("init_check", [(ne(MASK, 0), [(Local("r"), 0)], after_init, "live blocks: keep the allocator"),
+                                (eq(MASK, 0), [], "teardown_old")],
+                 section="5.1 (fix)", call=call, code="if (live_blocks) { r = 0; goto out; }")
+        b.go("teardown_old", "init", [(Var("alive"), 0), (MASK, 0)], section="5.1 (fix)", call=call, kind="fini",
+             code=f"if (initialised) {prof.fini_fn}(&mgr->mm);",
+             asserts=[("no_allocator_use_after_fini", eq(Var("finied"), 0)), ("allocator_lock_held", _lock_held())])
+    cases = [(Const(1), fresh, after_init)]
+    if opt["init_can_fail"]:
+        cases.append((Const(1), failed, after_init, "init fails"))
+    # stated where the harm happens, the init call, whatever precedes it
+    asserts = [("no_reinit_of_live_allocator", eq(MASK, 0)),
+               ("no_allocator_use_after_fini", eq(Var("finied"), 0)),
+               ("allocator_lock_held", _lock_held())]
+    if prof.name == "vram":
+        asserts.append(("no_buddy_metadata_leak", eq(Var("alive"), 0)))
+    b.branch("init", cases, section="5.1", call=call, kind="init",
+             code=f"r = {prof.init_fn}(&mgr->mm, ...);", asserts=asserts)
     if fix_state:
         b.branch("set_state", [
-            (eq(Local("r"), 0), [(S, (S & ~ERROR) | READY)], "unlock"),
+            (eq(Local("r"), 0), [(S, (S & ~ERROR) | READY), _bump(ECLEARS)], "unlock"),
             # a failed init marks ERROR before anyone can take the lock and use the dead allocator
-            (ne(Local("r"), 0), [(S, S | ERROR)], "unlock"),
+            (ne(Local("r"), 0), _set_error_updates(), "unlock"),
         ], section="5.1 (fix)", call=call,
             code="if (!r) atomic_cmpxchg(&mgr->state, old, (old & ~ERROR) | READY); else set_error(mgr);")
     b.release("unlock", "lock", "check_r", c.lk, section="5.1", call=call)
@@ -377,8 +445,11 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
         (eq(Local("r"), -ENODEV), [(RET, -ENODEV)], "return"),
         (eq(Local("r"), 0), [], reset_next),
     ], section="5.1", call=call, code="if (r) { set_error(mgr); return r; }")
-    b.go("set_error", "return", [(S, S | ERROR)], section="5.1 / 2.1", call=call,
-         code="pddgpu_mgr_set_error(mgr);")
+    if under_lock:
+        _locked_set_error(b, c, "set_error", "return", call, section="5.1 / 2.1 (fix: under the lock)")
+    else:
+        b.go("set_error", "return", _set_error_updates(), section="5.1 / 2.1", call=call,
+             code="pddgpu_mgr_set_error(mgr);")
     if prof.recover_resets_stats and not fix_reinit:
         b.go("reset_used", "reset_vis" if prof.has_vis else ("set_ready" if not fix_state else "ok"), [(USED, 0)],
              section="5.1", call=call, code="atomic64_set(&mgr->used, 0);")
@@ -386,17 +457,24 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
             b.go("reset_vis", "set_ready" if not fix_state else "ok", [(VIS, 0)], section="5.1", call=call,
                  code="atomic64_set(&mgr->vis_usage, 0);")
     if not fix_state:
-        b.go("set_ready", "ok", [(S, READY)], section="5.1", call=call,
+        b.go("set_ready", "ok", [(S, READY), _bump(ECLEARS)], section="5.1", call=call,
              code="atomic_set(&mgr->state, STATE_READY); /* plain store */")
     b.go("ok", "return", [(RET, 0)], section="5.1", call=call, code="return 0;")
-    _return_step(b, "return", "done", (0, -ENODEV, -ENOMEM), call)
+    promised = [("init_failure_sets_error", _unless_since(eq(RET, -ENOMEM), bit(S, ERROR), Local("imark"), ECLEARS)),
+                ("recover_leaves_ready", _unless_since(eq(RET, 0), and_(bit(S, READY), not_(bit(S, ERROR))),
+                                                       Local("rmark"), ESETS))]
+    _return_step(b, "return", "done", (0, -ENODEV, -ENOMEM), call, extra_asserts=promised,
+                 updates=[(Local("rmark"), 0), (Local("imark"), 0)])
     return b
 
 
 def _injector(c: _Ctx) -> ProgramBuilder:
     b = ProgramBuilder("injector", c.spin)
-    b.go("set_error", "done", [(S, S | ERROR)], section="2.1", call="set_error",
-         code="atomic_or(STATE_ERROR, &mgr->state);")
+    if c.opt["fix_error_under_lock"]:
+        _locked_set_error(b, c, "set_error", "done", "set_error", section="2.1 (fix: under the lock)")
+    else:
+        b.go("set_error", "done", _set_error_updates(), section="2.1", call="set_error",
+             code="atomic_or(STATE_ERROR, &mgr->state);")
     return b
 
 
@@ -406,21 +484,31 @@ def _stats_reader(c: _Ctx) -> ProgramBuilder:
     b = ProgramBuilder("stats", c.spin)
     for n in ("s_used", "s_vis", "s_state"):
         b.local(n, 64 if n != "s_state" else 8, 0)
+    # the instant of the first read: what the allocator held and the other values then (stats_snapshot)
+    b.local("s_units", 64, 0)
+    b.local("s_vis0", 64, 0)
+    b.local("s_state0", 8, 0)
     call = "get_stats"
     total = geo.units
     consistent = and_(Local("s_used") >= 0, Local("s_used") <= total,
                       Local("s_vis") <= Local("s_used") if prof.has_vis else Const(1))
+    instant = [(Local("s_units"), geo.allocated_units(MASK)), (Local("s_vis0"), VIS if prof.has_vis else 0),
+               (Local("s_state0"), S)]
+    snapshot = and_(eq(Local("s_used"), Local("s_units")),
+                    eq(Local("s_vis"), Local("s_units")) if prof.has_vis else Const(1),
+                    eq(Local("s_vis"), Local("s_vis0")), eq(Local("s_state"), Local("s_state0")))
+    race = [("no_data_race", or_(eq(Var("lock"), 0), eq(Var("lock"), owner_value())))] \
+        if prof.used_in_allocator else []
+    mm_read = race + ([("allocator_lock_held", _lock_held())] if prof.used_in_allocator else [])
     if c.opt["fix_stats_snapshot"]:
         b.acquire("lock", "lock", "read", c.lk, section="6.2 (fix)", call=call)
         b.go("read", "unlock", [(Local("s_used"), USED), (Local("s_vis"), VIS if prof.has_vis else 0),
-                                (Local("s_state"), S)], section="6.2 (fix)", call=call,
-             code="snapshot used, vis_usage, state under the lock")
+                                (Local("s_state"), S), *instant], section="6.2 (fix)", call=call,
+             code="snapshot used, vis_usage, state under the lock", asserts=mm_read)
         b.release("unlock", "lock", "report", c.lk, section="6.2 (fix)", call=call)
     else:
-        race = [("no_data_race", or_(eq(Var("lock"), 0), eq(Var("lock"), owner_value())))] \
-            if prof.used_in_allocator else []
-        b.go("read_used", "read_vis" if prof.has_vis else "read_state", [(Local("s_used"), USED)],
-             section="6.2", call=call, asserts=race,
+        b.go("read_used", "read_vis" if prof.has_vis else "read_state", [(Local("s_used"), USED), *instant],
+             section="6.2", call=call, asserts=mm_read,
              code="stats->used_size = " + ("mgr->mm.allocated_size << PAGE_SHIFT;" if prof.used_in_allocator
                                            else "atomic64_read(&mgr->used);"))
         if prof.has_vis:
@@ -428,8 +516,10 @@ def _stats_reader(c: _Ctx) -> ProgramBuilder:
                  code="stats->visible_used = atomic64_read(&mgr->vis_usage);")
         b.go("read_state", "report", [(Local("s_state"), S)], section="6.2", call=call,
              code="stats->state = atomic_read(&mgr->state);")
-    b.go("report", "done", [], kind="return", call=call, section="6.2", code="return; /* caller reads *stats */",
-         asserts=[("stats_consistent", consistent)])
+    # what the caller was handed is checked here; the reader's copies are dead after it
+    b.go("report", "done", [(Local(n), 0) for n in ("s_used", "s_vis", "s_state", "s_units", "s_vis0", "s_state0")],
+         kind="return", call=call, section="6.2", code="return; /* caller reads *stats */",
+         asserts=[("stats_consistent", consistent), ("stats_snapshot", snapshot)])
     return b
 
 
@@ -453,6 +543,10 @@ def _fini(c: _Ctx, others) -> ProgramBuilder:
     leak_free = and_(eq(MASK, 0), eq(USED, 0), eq(VIS, 0) if prof.has_vis else Const(1), eq(Var("lost"), 0))
     teardown = [(Var("alive"), 0), (Var("finied"), 1), (MASK, 0)]
     td_asserts = [("no_leak_at_fini", leak_free), ("no_allocator_use_after_fini", eq(Var("finied"), 0))]
+    if opt["fix_fini_evicts"] or opt["fini_takes_lock"]:
+        # fini's locking is a reading (the document shows no fini): lockdep is asked only of a fini read as locked;
+        # a lockless fini's races are what no_allocator_use_after_fini catches
+        td_asserts.append(("allocator_lock_held", _lock_held()))
     if opt["fix_fini_evicts"]:
         b.acquire("lock", "lock", "evict_check", c.lk, section="(fini, fix)", call=call)
         b.branch("evict_check", [(eq(MASK, 0), [], "teardown"), (ne(MASK, 0), [], "evict_unlock")],
@@ -489,6 +583,8 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
         VarDecl("lost", 8, 0, "int", "ghost: frees skipped (their block and resource leaked)"),
         VarDecl("shutdown_seen", 2, 0, "bool", "ghost: SHUTDOWN was set"),
         VarDecl("finied", 2, 0, "bool", "ghost: the allocator was torn down by fini"),
+        VarDecl("err_sets", 4, 0, "int", f"ghost: writes that set ERROR (saturating at {GHOST_CAP})"),
+        VarDecl("err_clears", 4, 0, "int", f"ghost: writes that cleared ERROR (saturating at {GHOST_CAP})"),
     ]
     threads = []
     for i, ops in enumerate(workload.workers):
@@ -519,11 +615,15 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
     W = [i for i, t in enumerate(threads) if t.program.role == "worker"]
 
     props["shutdown_sticky"] = Property("shutdown_sticky", "invariant", P["shutdown_sticky"],
-                                        implies(eq(Var("shutdown_seen"), 1), bit(S, SHUTDOWN)), "2.2")
+                                        implies(eq(Var("shutdown_seen"), 1), bit(S, SHUTDOWN)), "2.2",
+                                        trigger=eq(Var("shutdown_seen"), 1))
     # overlap only among blocks of the same allocator instance would hide the re-init defect: compare all
     pairs = [and_(ge0(i), ge0(j), geo.overlap(Local("blk", i), Local("blk", j))) for a, i in enumerate(W)
              for j in W[a + 1:]]
-    props["no_overlap"] = Property("no_overlap", "invariant", P["no_overlap"], not_(or_(*pairs)) if pairs else Const(1))
+    # exercised once two workers hold blocks at the same time
+    both = or_(*(and_(ge0(i), ge0(j)) for a, i in enumerate(W) for j in W[a + 1:])) if pairs else Const(0)
+    props["no_overlap"] = Property("no_overlap", "invariant", P["no_overlap"], not_(or_(*pairs)) if pairs else Const(1),
+                                   trigger=both)
     idle = []
     for t, th in enumerate(threads):
         # a thread at the first step of a call has not started it: only the steps after it are "in progress"
@@ -541,7 +641,8 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
     matches = and_(eq(USED, units), eq(VIS, units) if prof.has_vis else Const(1))
     props["used_matches_allocations"] = Property(
         "used_matches_allocations", "invariant", P["used_matches_allocations"],
-        and_(USED >= 0, implies(and_(quiet, eq(Var("alive"), 1)), matches)), "2.1 / 6")
+        and_(USED >= 0, implies(and_(quiet, eq(Var("alive"), 1)), matches)), "2.1 / 6",
+        trigger=and_(quiet, eq(Var("alive"), 1), ne(MASK, 0)))
     holds_nothing = and_(eq(Var("lost"), 0), *(
         and_(eq(Local("blk", t), -1), eq(Local("vres", t), 0) if prof.has_vres else Const(1)) for t in W))
     props["no_lost_resource"] = Property("no_lost_resource", "final", P["no_lost_resource"], holds_nothing)

@@ -14,6 +14,8 @@ class Option:
     choices: tuple       # allowed values
     section: str
     text: str
+    finding: str = ""    # a reading that stands in for a fact of the document (not a concurrency defect),
+                         # reported by ``findings`` under this heading
 
 
 _R, _F = "reading", "fix"
@@ -31,8 +33,6 @@ OPTIONS = {o.name: o for o in [
     Option("state_check_failure", _R, "return", ("return", "retry"), "3.2 / 4.2 (状态重试)",
            "What alloc does when the pre-lock manager check fails: return -ENODEV as the code shows, or "
            "sleep and retry the checks as the text 'state retry' says."),
-    Option("set_error_on_alloc_failure", _R, False, BOOL, "3.1 (错误检测)",
-           "The text says allocation failure sets the error state; the code does not show it."),
     Option("fini_concurrent", _R, False, BOOL, "(implied fini)",
            "Whether manager fini may run while alloc/free/recover calls are still in flight. false: fini "
            "starts once every other thread has returned (after setting device SHUTDOWN)."),
@@ -42,10 +42,25 @@ OPTIONS = {o.name: o for o in [
            "Whether drm_buddy_init / drm_mm_init in recover can fail (e.g. -ENOMEM)."),
     Option("is_ready_reads", _R, 2, (1, 2), "1.2",
            "is_ready reads the state word twice, as written (2), or once (1)."),
+    Option("gtt_mm_fields", _R, "aperture_and_node_pages", ("aperture_and_node_pages",), "GTT 5.1 / 6.2",
+           "The document's GTT code does not compile against drm_mm: recover calls drm_mm_init(&mgr->mm, 0, "
+           "mgr->mm.size) and get_stats reads mgr->mm.size and mgr->mm.allocated_size, but the kernel's struct "
+           "drm_mm (include/drm/drm_mm.h: color_adjust, hole_stack, head_node, interval_tree, holes_size, "
+           "holes_addr, scan_active) has neither a size nor an allocated_size field, and drm_mm_init returns "
+           "void, so 'r = drm_mm_init(...)' does not compile either. The model takes mm.size to be the page count "
+           "of the aperture the manager was set up with (recover re-creates the allocator over the same pages; "
+           "get_stats' total_size reports it) and mm.allocated_size to be the pages held by allocated nodes, "
+           "changed by the allocator itself in the same step as the node, under the spinlock (so get_stats' "
+           "unlocked read of it is a data race, spec 16). No other meaning is modelled.",
+           finding="the document's code does not compile against drm_mm"),
     # fixes: each one repairs one defect and is turned on by name
     Option("fix_free_always_releases", _F, False, BOOL, "4.1 / 4.2",
            "free never returns early while it holds a block: it takes the lock and returns the block "
            "whatever the device or manager state (the free-during-shutdown and free-during-error leaks)."),
+    Option("fix_free_no_prelock_return", _F, False, BOOL, "4.1",
+           "A partial fix of the free-during-shutdown leak: free drops 4.1's checks before the lock and their "
+           "early returns, but keeps 4.2's re-check under the lock, whose 'unlock; return;' still leaves the "
+           "block in the allocator (spec 22). fix_free_always_releases drops both and subsumes this one."),
     Option("fix_fini_evicts", _F, False, BOOL, "(fini)",
            "fini marks the manager SHUTDOWN, waits under the lock until no block is live (evicts), and "
            "only then tears the allocator down, under the lock (as amdgpu does)."),
@@ -62,6 +77,14 @@ OPTIONS = {o.name: o for o in [
            "The failure path unlocks before sleeping or returning, and frees vres before -ENOMEM."),
     Option("fix_state_retry_bounded", _F, False, BOOL, "4.2",
            "Under the 'retry' reading of a failed state check, give up with -ENODEV after RETRY_COUNT attempts."),
+    Option("fix_alloc_failure_sets_error", _F, False, BOOL, "并发保护机制 3.1 (错误检测)",
+           "The document promises that allocation failure sets the error state (分配失败时设置错误状态); its "
+           "alloc code returns -ENOMEM / goes to err_free without doing so. The fix calls set_error on the final "
+           "failure, after the last retry."),
+    Option("fix_error_under_lock", _F, False, BOOL, "2.1 / 2.2 / 5.1",
+           "set_error and clear_error take the manager lock (as every other writer of the state word that the "
+           "in-lock re-check relies on must): an unlocked atomic_or(ERROR) can land between alloc's re-check "
+           "under the lock and its allocator call, so an ERROR manager serves the allocation."),
     Option("fix_stats_snapshot", _F, False, BOOL, "6.2",
            "Statistics are updated inside the critical section and get_stats reads them under the lock."),
 ]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expr import Expr, Local, Var, lift
+from .expr import Const, Expr, Local, Op, Var, lift
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class Property:
     description: str
     expr: Expr | None = None   # for invariant and final
     section: str = ""
+    # when the property is exercised (see ``Model.trigger_sites``): for an invariant or a final property, a state
+    # predicate (None: every state exercises it); assertions are exercised where they are checked
+    trigger: Expr | None = None
 
 
 @dataclass
@@ -117,6 +120,15 @@ class Model:
         """[(thread, pc, expr)]: where the assertion property ``prop`` is checked."""
         return [(t, pc, a) for t, th in enumerate(self.threads) for pc, st in enumerate(th.program.steps)
                 for p, a in st.asserts if p == prop]
+
+    def trigger_sites(self, prop: str) -> list:
+        """[(thread | None, pc | None, Expr)]: the states that exercise ``prop``.  An assertion is exercised
+        where it is checked, and, when it reads ``a -> b``, only where ``a`` holds: an implication whose
+        premise never held has tested nothing.  A run that reaches none of them left ``prop`` vacuous."""
+        p = self.properties[prop]
+        if p.kind == "assertion":
+            return [(t, pc, antecedent(a)) for t, pc, a in self.assertion_sites(prop)]
+        return [(None, None, p.trigger if p.trigger is not None else Const(1))]
 
     def thread_index(self, name: str) -> int:
         for i, t in enumerate(self.threads):
@@ -187,6 +199,13 @@ class Layout:
         for t, slot in enumerate(self.pc_index):
             out[self.decls[slot].name] = self.labels[t][state[slot]]
         return out
+
+
+def antecedent(e: Expr) -> Expr:
+    """``a`` of an assertion written ``implies(a, b)`` (``or_(not_(a), b)``), else true."""
+    if isinstance(e, Op) and e.op == "or" and isinstance(e.args[0], Op) and e.args[0].op == "not":
+        return e.args[0].args[0]
+    return Const(1)
 
 
 def assign(target, value) -> tuple:

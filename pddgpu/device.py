@@ -287,11 +287,19 @@ class ManagerBase:
     def _tls(self):
         return self._tl
 
-    def set_error(self, at: str = "set_error") -> None:
-        self.state.or_(STATE_ERROR, at=at)
+    def set_error(self, at: str = "set_error", lock_held: bool = False) -> None:
+        """pddgpu_*_mgr_set_error.  With fix_error_under_lock it takes the manager lock (unless the caller
+        holds it), so ERROR cannot land between alloc's re-check under the lock and its allocator call."""
+        if self.opt["fix_error_under_lock"] and not lock_held:
+            self.lock.acquire(at)
+            self.state.or_(STATE_ERROR, at=at + "_set")
+            self.lock.release(at + "_unlock")
+        else:
+            self.state.or_(STATE_ERROR, at=at)
         self._log("ERROR", f"{self.NAME.upper()} manager entered error state")
 
     def clear_error(self, at: str = "clear_error") -> None:
+        """pddgpu_*_mgr_clear_error; under fix_error_under_lock the caller holds the manager lock."""
         self.state.and_(~STATE_ERROR, at=at)
 
     def is_healthy(self, state: int) -> bool:
@@ -353,10 +361,13 @@ class ManagerBase:
                 self._log("DEBUG", f"{up} allocation failed, retrying ({retry_count}/{self.RETRY_COUNT})")
                 self._msleep(self.RETRY_DELAY_MS, "retry_sleep")
                 continue
-            if self.opt["set_error_on_alloc_failure"]:
-                self.set_error(at="fail")
-            else:
+            if not self.opt["fix_alloc_failure_sets_error"]:
+                self._pt("fail")                 # 3.3 as written: no set_error, whatever 3.1 promises
+            elif self.opt["fix_error_under_lock"] and not self._holds_on_failure():
                 self._pt("fail")
+                self.set_error(at="fail_lock")
+            else:
+                self.set_error(at="fail", lock_held=True)
             self._log("ERROR", f"{up} allocation failed after {retry_count} retries: {r}")
             return self._return(self._alloc_failed(vres, r))
 
@@ -367,7 +378,7 @@ class ManagerBase:
     # 4. free ---------------------------------------------------------------------------------
     def free(self, res: Resource) -> None:
         up = self.NAME.upper()
-        if not self.opt["fix_free_always_releases"]:
+        if not (self.opt["fix_free_always_releases"] or self.opt["fix_free_no_prelock_return"]):
             # 4.1
             if self.dev is None or self.dev.shutting_down("dev_check"):
                 self._log("DEBUG", f"Device is shutting down, skipping {up} free")
@@ -408,7 +419,11 @@ class ManagerBase:
             self._log("ERROR", f"Device is shutting down, cannot recover {up} manager")
             return self._return(-ENODEV)
         fix_state, fix_reinit = self.opt["fix_recover_state"], self.opt["fix_recover_reinit"]
-        if not fix_state:
+        if not fix_state and self.opt["fix_error_under_lock"]:
+            self.lock.acquire("lock")
+            self.clear_error("clear_error")
+            r = self._reinit("init")
+        elif not fix_state:
             self.clear_error("clear_error")
             self.lock.acquire("lock")
             r = self._reinit("init")
@@ -421,7 +436,7 @@ class ManagerBase:
                 if r == 0:
                     self.state.try_update(lambda s: (s & ~STATE_ERROR) | STATE_READY, at="set_state")
                 else:       # a failed init marks ERROR before anyone can take the lock
-                    self.set_error("set_state")
+                    self.set_error("set_state", lock_held=True)
         self.lock.release("unlock")
         self._pt("check_r")
         if r and r != -ENODEV:
@@ -443,17 +458,18 @@ class ManagerBase:
     def _reinit(self, at: str) -> int:
         """drm_*_init(&mgr->mm, ...) under the lock (fix: only when empty,
         after tearing the old one down)."""
-        self._pt(at)
-        live = self.live_blocks()
         if self.opt["fix_recover_reinit"]:
-            self.dev.trace("init", self, live=live, was_alive=self.alive, fixed=True)
-            if live:
+            self._pt("init_check")
+            if self.live_blocks():
                 return 0
+            self._pt("teardown_old")
+            self.dev.trace("teardown_old", self)
             if self.alive:
                 self._allocator_fini()
-            return self._init_into_mm()      # statistics left alone: with no live block they are 0
-        self.dev.trace("init", self, live=live, was_alive=self.alive, fixed=False)
-        return self._init_into_mm()
+                self.alive = False
+        self._pt(at)
+        self.dev.trace("init", self, live=self.live_blocks(), was_alive=self.alive)
+        return self._init_into_mm()          # fix: statistics left alone, with no live block they are 0
 
     def _init_into_mm(self) -> int:
         if self.NAME in self.dev.fail_next_init:

@@ -62,6 +62,9 @@ FIX_FOR_PROPERTY = {
     "stats_consistent": "fix_stats_snapshot",
     "no_data_race": "fix_stats_snapshot",
     "no_allocator_use_after_fini": "fix_fini_evicts",
+    "allocator_lock_held": "fix_stats_snapshot",
+    "alloc_failure_sets_error": "fix_alloc_failure_sets_error",
+    "stats_snapshot": "fix_stats_snapshot",
 }
 
 
@@ -242,6 +245,13 @@ class Harness:
                     res = Resource(op[1] * self.unit)
                     ws.cur, ws.in_call = res, True
                     r = self._call(name, f"op{k}:alloc({op[1]})", "alloc", lambda: self.mgr.alloc(res))
+                    if r == -self.mgr.ALLOC_FAIL_ERRNO and not self.mgr.state.peek() & STATE_ERROR:
+                        # (a recover may clear ERROR in between; the model's property allows for it, this
+                        # observation does not, so it is only made where no recoverer runs)
+                        if not self.workload.recoverers:
+                            self.monitor.observe("alloc_failure_sets_error", name,
+                                                 f"op{k}:alloc({op[1]}) failed for good and returned {r} "
+                                                 "without setting ERROR (3.1: 分配失败时设置错误状态)")
                     if r != 0:
                         self._check_vres_leak(name, f"op{k}:alloc({op[1]})")
                     ws.cur, ws.in_call = None, False
@@ -404,11 +414,15 @@ class Monitor:
             if not mgr.alive or mgr.finied:
                 self.observe("no_allocator_use_after_fini", who,
                              f"{who} calls the allocator after it was {'torn down' if mgr.finied else 'left uninitialised by a failed init'}")
-            if d["seen"] & STATE_ERROR:
+            st = mgr.state.peek()
+            if st & STATE_ERROR:
                 self.observe("error_serves_no_alloc", who,
-                             f"{who} allocates although the state it checked last was {d['seen']:#x} (ERROR set)")
+                             f"{who} calls the allocator while the state word is {st:#x} (ERROR set; its last "
+                             f"check saw {d['seen']:#x})")
+            self._lockdep(mgr, who, "the allocator call")
         elif event == "free_call":
             res = d["res"]
+            self._lockdep(mgr, who, "the allocator free")
             if not mgr.alive or mgr.finied:
                 self.observe("no_allocator_use_after_fini", who, f"{who} frees into an allocator that is "
                                                                  f"{'torn down' if mgr.finied else 'uninitialised'}")
@@ -422,8 +436,7 @@ class Monitor:
             if mgr.finied:
                 self.observe("no_allocator_use_after_fini", who,
                              f"recover re-initialises the {mgr.NAME} allocator after fini tore it down")
-            if d["fixed"]:
-                return
+            self._lockdep(mgr, who, "drm_*_init")
             if d["live"]:
                 self.observe("no_reinit_of_live_allocator", who,
                              f"recover re-initialises the {mgr.NAME} allocator while it holds {d['live']} live block(s)")
@@ -443,6 +456,11 @@ class Monitor:
                 parts.append(f"{self.h.lost} free(s) skipped")
             if parts:
                 self.observe("no_leak_at_fini", who, "; ".join(parts))
+
+    def _lockdep(self, mgr, who, what):
+        if not mgr.lock.held_by_me():
+            self.observe("allocator_lock_held", who,
+                         f"lockdep: {what} without {mgr.lock.name} held by {who} (lockdep_assert_held)")
 
     def after_step(self, t, label):
         h, m = self.h, self.h.mgr

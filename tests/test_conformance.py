@@ -122,7 +122,7 @@ class Conformance(RuleBasedStateMachine):
                 fini=st.sampled_from([(False, False), (True, False), (False, True)]), state_retry=st.booleans())
     def setup(self, kind, fixes, stats_point, set_error, reads, init_can_fail, fini, state_retry):
         opts = {f: True for f in fixes}
-        opts.update(stats_update_point=stats_point, set_error_on_alloc_failure=set_error, is_ready_reads=reads,
+        opts.update(stats_update_point=stats_point, fix_alloc_failure_sets_error=set_error, is_ready_reads=reads,
                     init_can_fail=init_can_fail, fini_concurrent=fini[0], fini_takes_lock=fini[1])
         if state_retry:         # only bounded: unbounded, one thread alone may retry forever (on both sides)
             opts.update(state_check_failure="retry", fix_state_retry_bounded=True)

@@ -50,7 +50,7 @@ def workloads(draw):
                   draw(st.booleans()))
     opts = {f: True for f in draw(st.sets(st.sampled_from(FIXES)))}
     opts["stats_update_point"] = draw(st.sampled_from(["after_unlock", "under_lock"]))
-    opts["set_error_on_alloc_failure"] = draw(st.booleans())
+    opts["fix_alloc_failure_sets_error"] = draw(st.booleans())
     opts["state_check_failure"] = draw(st.sampled_from(["return", "retry"]))
     opts["retry_holds_lock"] = draw(st.booleans())
     opts["fini_concurrent"] = draw(st.booleans())

@@ -31,7 +31,7 @@ CATALOGUE = [
      {"fix_free_always_releases": True}),
     ("free_during_error", "vram", {"fix_is_ready": True}, W([[A(1), F]], error_injectors=1, shutdown=True), 4,
      ["no_leak_at_fini"], {"fix_free_always_releases": True}),
-    ("alloc_failure_sets_error_leak", "vram", {"set_error_on_alloc_failure": True},
+    ("alloc_failure_sets_error_leak", "vram", {"fix_alloc_failure_sets_error": True},
      W([[A(4), F], [A(4), F]], shutdown=True), 4, ["no_leak_at_fini"], {"fix_free_always_releases": True}),
     ("error_serves_alloc_vram", "vram", {}, W([[A(1), F]], error_injectors=1), 4, ["error_serves_no_alloc"],
      {"fix_is_ready": True, "fix_free_always_releases": True}),
@@ -93,7 +93,8 @@ def test_defect_reproduces_on_code_and_fix_ends_clean(tmp_path, entry):
     assert written.strict and written.conforms, format_report(written)
     assert written.matched == written.transitions, format_report(written)
     assert written.reproduced, format_report(written)
-    fixed = replay_on_impl(data, fix)
+    # clean on the properties the trace was made for (other defects of the same run are reported apart)
+    fixed = replay_on_impl(data, fix, properties=props)
     assert fixed.clean, format_report(fixed)
     assert written.expected not in fixed.observed
     assert written.as_expected and fixed.as_expected

@@ -82,7 +82,7 @@ MODELS = [
     ("vram fixed", lambda: everything(vram, {**AF, "fini_concurrent": True}, n=2)),
     ("gtt fixed", lambda: everything(gtt, {**AF, "fini_concurrent": True}, n=2)),
     ("vram retry holds lock", lambda: vram.make({"retry_holds_lock": True, "init_can_fail": True,
-                                                 "set_error_on_alloc_failure": True, "is_ready_reads": 1},
+                                                 "fix_alloc_failure_sets_error": True, "is_ready_reads": 1},
                                                 Workload(workers=pair(2, 4), recoverers=1))),
     ("gtt state retry", lambda: gtt.make({"state_check_failure": "retry", "stats_update_point": "under_lock",
                                           "fini_takes_lock": True},
@@ -116,8 +116,9 @@ def test_compiled_and_interpreted_exploration_reach_the_same_states():
                     seen.add(n)
                     nxt.append(n)
         frontier = nxt
-    r = explore(comp.__class__(model, comp.successors, lambda s: None, lambda s: None, comp.canon, comp.is_done,
-                               comp.source, ()), deadlock=False)
+    from dataclasses import replace
+    r = explore(replace(comp, check=lambda s: None, check_final=lambda s: None, properties=(), watched=()),
+                deadlock=False)
     assert r.verdict == "OK"
     assert r.stats["states"] == len(seen)
 

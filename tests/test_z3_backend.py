@@ -39,7 +39,7 @@ MODELS = [
     ("gtt-as-written", lambda: gtt.make({}, FULL)),
     ("vram-readings", lambda: vram.make({"retry_holds_lock": True, "stats_update_point": "under_lock",
                                          "init_can_fail": True, "is_ready_reads": 1}, FULL, size=2)),
-    ("gtt-state-retry", lambda: gtt.make({"state_check_failure": "retry", "set_error_on_alloc_failure": True},
+    ("gtt-state-retry", lambda: gtt.make({"state_check_failure": "retry", "fix_alloc_failure_sets_error": True},
                                          SMALL, size=3)),
 ]
 
