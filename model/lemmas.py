@@ -111,6 +111,9 @@ def dead_allocator_flagged(model):
     flagging = [and_(eq(Pc(t), th.program.labels.index("set_state")), ne(Local("r", t), 0))
                 for t, th in enumerate(model.threads)
                 if th.program.role == "recoverer" and "set_state" in th.program.labels]
+    # ... nor between tearing the old allocator down and initialising the new one (fix_recover_reinit)
+    flagging += [eq(Pc(t), th.program.labels.index("init")) for t, th in enumerate(model.threads)
+                 if th.program.role == "recoverer" and "teardown_old" in th.program.labels]
     parts = [implies(eq(Var("alive"), 0), or_(ne(Var("state") & (0x04 | 0x08), 0), *flagging))]
     # a recoverer past a successful init, still under the lock, has a live allocator
     for t, th in enumerate(model.threads):
@@ -465,5 +468,47 @@ def mask_is_held_blocks(model):
     return eq(Var("mask"), u)
 
 
-DEFAULT = ["auto", "mask_conflict_free", "held_blocks_distinct", "held_blocks_in_mask", "mask_is_held_blocks"]
+@lemma("ghost_marks_bounded",
+       "a thread's ghost mark never exceeds the counter it was taken from: the ERROR set/clear counters only grow")
+def ghost_marks_bounded(model):
+    parts = []
+    for t, th in enumerate(model.threads):
+        names = {v.name for v in th.program.locals}
+        for mark, counter in (("emark", "err_clears"), ("imark", "err_clears"), ("rmark", "err_sets")):
+            if mark in names:
+                parts.append(and_(Local(mark, t) >= 0, Local(mark, t) <= Var(counter)))
+    return and_(*parts)
+
+
+DEFAULT = ["auto", "mask_conflict_free", "held_blocks_distinct", "held_blocks_in_mask", "mask_is_held_blocks",
+           "ghost_marks_bounded"]
 """What ``prove`` uses when a spec's [prove] table names no lemmas."""
+
+
+@lemma("locks_held_in_critical_sections",
+       "a thread between its acquire of a lock and the matching release holds it: the lock word is its identity + 1")
+def locks_held_in_critical_sections(model):
+    parts = []
+    for lk in model.locks:
+        for t, th in enumerate(model.threads):
+            try:
+                pcs = sorted(_held_pcs(model, t, lk))
+            except ValueError:          # a program that holds the lock on one path to a step and not on another
+                continue
+            if pcs:
+                parts.append(implies(or_(*(eq(Pc(t), pc) for pc in pcs)), eq(Var(lk), Const(t + 1))))
+    return and_(*parts)
+
+
+@lemma("teardown_flagged",
+       "SHUTDOWN, once fini set it, stays in the state word, and fini tears the allocator down only after setting it "
+       "(so a thread whose re-check under the lock sees no SHUTDOWN finds the allocator not torn down)")
+def teardown_flagged(model):
+    parts = [implies(eq(Var("shutdown_seen"), 1), ne(Var("state") & 0x04, 0)),
+             implies(eq(Var("finied"), 1), eq(Var("shutdown_seen"), 1))]
+    for t, th in enumerate(model.threads):
+        labels = th.program.labels
+        if th.program.role == "fini" and "mgr_shutdown" in labels:
+            after = range(labels.index("mgr_shutdown") + 1, len(labels))    # labels end with 'done'
+            parts.append(implies(or_(*(eq(Pc(t), pc) for pc in after)), eq(Var("shutdown_seen"), 1)))
+    return and_(*parts)
