@@ -200,14 +200,28 @@ def default_window(kind: str, units: int, sizes, live: int) -> int:
     return w
 
 
+def block_units(kind: str, request: int) -> int:
+    """The size of the block an allocator hands out for a request of
+    ``request`` units: for the buddy (VRAM) one block of the request rounded
+    up to a power of two (the manager asks drm_buddy for ``min_block_size`` =
+    the request rounded up, one aligned block: ``alloc 3`` gets a block of
+    4); for the range allocator (GTT) a node of exactly ``request`` pages."""
+    if kind == "buddy":
+        return 1 << (max(request, 1) - 1).bit_length()
+    return request
+
+
 def geometry_for(kind: str, units: int, window: int | None = None, sizes=(), live: int = 0) -> Geometry:
     """The geometry a model of an allocator of ``units`` uses: the explicit
     one when the allocator is small and no window is asked for (what every
     spec up to 32 minimum blocks / 10 pages has always used), else a window,
     ``default_window`` of the workload (allocation ``sizes``, at most
-    ``live`` blocks at once) unless ``window`` names one."""
+    ``live`` blocks at once) unless ``window`` names one.  ``sizes`` are the
+    requests; the window's candidates are the blocks they get
+    (``block_units``)."""
     if kind not in EXPLICIT_LIMIT:
         raise GeometryError("kind", f"unknown allocator kind {kind!r}")
+    sizes = tuple(sorted({block_units(kind, s) for s in sizes}))
     if window is None and units <= EXPLICIT_LIMIT[kind]:
         return buddy(units) if kind == "buddy" else range_allocator(units)
     build = buddy_window if kind == "buddy" else range_window
