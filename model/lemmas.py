@@ -486,7 +486,8 @@ DEFAULT = ["auto", "mask_conflict_free", "held_blocks_distinct", "held_blocks_in
 
 
 @lemma("locks_held_in_critical_sections",
-       "a thread between its acquire of a lock and the matching release holds it: the lock word is its identity + 1")
+       "a thread holds a lock exactly between its acquire and the matching release: there the lock word is its "
+       "identity + 1, everywhere else it is not")
 def locks_held_in_critical_sections(model):
     parts = []
     for lk in model.locks:
@@ -495,8 +496,8 @@ def locks_held_in_critical_sections(model):
                 pcs = sorted(_held_pcs(model, t, lk))
             except ValueError:          # a program that holds the lock on one path to a step and not on another
                 continue
-            if pcs:
-                parts.append(implies(or_(*(eq(Pc(t), pc) for pc in pcs)), eq(Var(lk), Const(t + 1))))
+            inside = or_(*(eq(Pc(t), pc) for pc in pcs)) if pcs else Const(0)
+            parts += [implies(inside, eq(Var(lk), Const(t + 1))), implies(not_(inside), ne(Var(lk), Const(t + 1)))]
     return and_(*parts)
 
 

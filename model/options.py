@@ -16,6 +16,7 @@ class Option:
     text: str
     finding: str = ""    # a reading that stands in for a fact of the document (not a concurrency defect),
                          # reported by ``findings`` under this heading
+    subsumed_by: str = ""  # a partial fix that this fix includes: on with it, a no-op; not one of ALL_FIXES
 
 
 _R, _F = "reading", "fix"
@@ -60,7 +61,8 @@ OPTIONS = {o.name: o for o in [
     Option("fix_free_no_prelock_return", _F, False, BOOL, "4.1",
            "A partial fix of the free-during-shutdown leak: free drops 4.1's checks before the lock and their "
            "early returns, but keeps 4.2's re-check under the lock, whose 'unlock; return;' still leaves the "
-           "block in the allocator (spec 22). fix_free_always_releases drops both and subsumes this one."),
+           "block in the allocator (spec 22). fix_free_always_releases drops both and subsumes this one.",
+           subsumed_by="fix_free_always_releases"),
     Option("fix_fini_evicts", _F, False, BOOL, "(fini)",
            "fini marks the manager SHUTDOWN, waits under the lock until no block is live (evicts), and "
            "only then tears the allocator down, under the lock (as amdgpu does)."),
@@ -109,4 +111,6 @@ def resolve(given: dict) -> dict:
     return out
 
 
-ALL_FIXES = {n: True for n, o in OPTIONS.items() if o.kind == _F}
+ALL_FIXES = {n: True for n, o in OPTIONS.items() if o.kind == _F and not o.subsumed_by}
+"""Every fix on: the fully fixed protocol (a partial fix another one subsumes is left out: it would change
+nothing with its whole fix on, and a test that turns the whole fix off means the protocol without it)."""
