@@ -100,6 +100,8 @@ def test_show_prints_swimlanes_per_thread():
 
 def test_options_and_properties_listings():
     assert "fix_free_always_releases" in run("options").output
+    # the reading that stands in for the GTT fields drm_mm does not have is listed like every other
+    assert "gtt_mm_fields" in run("options").output
     out = run("properties", ROOT / "specs/01_vram_free_during_shutdown.toml").output
     assert "no_leak_at_fini" in out and "deadlock" in out
 
@@ -126,6 +128,8 @@ BAD_SPECS = [
     ("negative bound", GOOD.replace("symmetry = true", "symmetry = true\nmax_states = -5"), "check.max_states"),
     ("unknown fixed_by", GOOD.replace('fixed_by = ["fix_free_always_releases"]', 'fixed_by = ["fix_it"]'),
      "spec.fixed_by[0]"),
+    ("unknown kind", GOOD.replace('model = "vram"', 'model = "vram"\nkind = "bug"'), "spec.kind"),
+    ("fix_hazard without a fix on", GOOD.replace('model = "vram"', 'model = "vram"\nkind = "fix_hazard"'), "spec.kind"),
 ]
 
 

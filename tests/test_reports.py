@@ -31,8 +31,34 @@ def test_findings_are_written_from_runs(tmp_path):
     assert "free skipped during shutdown leaks its block" in text
     assert "VIOLATION(no_leak_at_fini)" in text and "VIOLATION(no_data_race)" in text
     assert "**fini** fini: dev_shutdown" in text
-    assert "fix_free_always_releases" in text and "OK, 73 states" in text
+    from pddgpu_verify.checker.run import run_spec
+    from pddgpu_verify.checker.spec import load_spec
+    fixed = run_spec(load_spec(specs[0]).with_fixes(), traces_dir=None).result
+    assert "fix_free_always_releases" in text and f"OK, {fixed.stats['states']:,} states" in text
+    # each fix's proof is shown: the explorer's run and z3's induction on the fixed spec
+    assert "- z3 (`prove` on the fixed spec): PROVED" in text
     assert (tmp_path / "traces/vram_free_during_shutdown.itf.json").exists()
+
+
+def test_findings_keep_fix_hazards_and_code_findings_apart(tmp_path):
+    """A fix_hazard spec (19) is shown under its own heading with what it needs, computed by runs without each of
+    its fixes and readings; a reading that stands in for code that does not compile is a finding of its own."""
+    out = tmp_path / "FINDINGS.md"
+    specs = [ROOT / "specs/19_vram_state_retry_livelock.toml", ROOT / "specs/23_vram_enomem_returns_locked.toml",
+             ROOT / "specs/22_vram_free_recheck_leak.toml"]
+    write_findings(Console(file=open(tmp_path / "log", "w")), specs, out, tmp_path / "traces", proofs=False)
+    text = out.read_text()
+    hazards = text.index("## Hazards of this project's fixes")
+    assert text.index("## 1. -ENOMEM returns holding the mutex") < hazards        # spec 23: a defect
+    # spec 22 turns a (partial) fix on, and the generator shows the document as written has its defect too
+    assert text.index("## 2. free's in-lock re-check returns without releasing the block") < hazards
+    assert "the document as written breaks `no_leak_at_fini` too" in text
+    assert text.index("### H1. state retry never returns") > hazards              # spec 19: a hazard of ours
+    assert "this project's `fix_is_ready` together with the reading(s) `state_check_failure = \"retry\"`" in text
+    assert "the document as written does not have this hazard" in text
+    assert "## The document's code does not compile against drm_mm" in text
+    assert "`gtt_mm_fields`" not in text.split("## Where the document is ambiguous")[1]   # not an ambiguity
+    assert (tmp_path / "traces/vram_enomem_returns_locked.itf.json").exists()
 
 
 def test_interleaving_in_words_groups_steps_of_one_call():
