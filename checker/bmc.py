@@ -25,6 +25,13 @@ large VRAM or GTT) is searched for with every run, whatever properties are
 asked: the first depth at which it can be reached ends the search with
 INCOMPLETE and what to raise, since past it the model is not exact (unless a
 real property fails in that same state, which is then the verdict).
+
+Each depth's query gets the same budget of z3 resource units (``rlimit``,
+``z3_budget``; z3 limits every ``check()`` of the incremental solver
+separately), never wall time: UNKNOWN names the depth whose query ran out, and
+every shallower depth is settled (no violation there).  The run builds its
+terms in a z3 context of its own, so what a query costs does not depend on
+what ran before it in the process.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ import z3
 from ..model import interpret
 from ..model.program import Model
 from .explorer import Move
+from .z3_budget import DEFAULT_RLIMIT, Budget, own_context
 from .z3_encode import Encoder
 
 VIOLATION, NO_VIOLATION, UNKNOWN, INCOMPLETE = "VIOLATION", "NO_VIOLATION", "UNKNOWN", "INCOMPLETE"
@@ -155,12 +163,20 @@ class _Reduction:
         return z3.Implies(z3.ULT(tb, ta), dep)
 
 
-def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, timeout: float | None = None,
-        start: int = 0, reduce: bool = True) -> BmcResult:
+def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, rlimit: int | None = DEFAULT_RLIMIT,
+        budget: Budget | None = None, start: int = 0, reduce: bool = True) -> BmcResult:
     """Search for a violation of ``properties`` (default: every safety property
     of the model) on paths of length ``start`` .. ``depth``.  ``reduce``: the
-    partial-order reduction of ``_Reduction`` (same answer, fewer paths)."""
-    t0 = time.perf_counter()
+    partial-order reduction of ``_Reduction`` (same answer, fewer paths).
+    Each depth's query gets ``rlimit`` resource units (``budget``, if given,
+    instead; it logs what each query used)."""
+    budget = budget if budget is not None else Budget(rlimit)
+    with own_context():
+        return _bmc(model, depth, properties, deadlock, budget, start, reduce)
+
+
+def _bmc(model, depth, properties, deadlock, budget, start, reduce):
+    t0 = time.perf_counter()        # reported, never a budget
     enc = Encoder(model)
     props = [p for p in enc.safety_properties(properties) if p not in model.bounds]
     if deadlock and (properties is None or "deadlock" in properties):
@@ -168,12 +184,9 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
     bounds = list(model.bounds)
     props += bounds
     solver = z3.SolverFor("QF_BV")
-    if timeout is not None:
-        solver.set("timeout", max(1, int(timeout * 1000)))
     states = [enc.state("s0")]
     sels = []
     solver.add(enc.init(states[0]))
-    deadline = None if timeout is None else t0 + timeout
     por = None          # built after the first unrolling: a model z3 cannot take fails there, with its message
     steps = []
 
@@ -182,9 +195,7 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
             bad = z3.Or([enc.bad(states[k], p) for p in props]) if props else z3.BoolVal(False)
             flag = z3.Bool(f"bad{k}")
             solver.add(z3.Implies(flag, bad))
-            if deadline is not None:
-                solver.set("timeout", max(1, int((deadline - time.perf_counter()) * 1000)))
-            r = solver.check(flag)
+            r = budget.check(solver, flag, what=f"bmc depth {k}")
             if r == z3.sat:
                 m = solver.model()
                 path = [(None, enc.decode(m, states[0]))]
@@ -206,8 +217,11 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, tim
                                             f"no violation on any path of length < {k}")
                 return BmcResult(VIOLATION, hit[0], hit[1], k, path, took)
             if r == z3.unknown:
+                why = (f"out of budget at depth {k} (rlimit {budget.rlimit:,} per depth; raise --rlimit)"
+                       if budget.rlimit is not None else f"solver gave up at depth {k}")
+                settled = f"; no violation on any path of length {start}..{k - 1}" if k > start else ""
                 return BmcResult(UNKNOWN, depth=k, seconds=round(time.perf_counter() - t0, 3),
-                                 detail=f"solver gave up at depth {k}: {solver.reason_unknown()}")
+                                 detail=f"{why}: {solver.reason_unknown()}{settled}")
             solver.add(z3.Not(flag))    # no violation at depth k: keep it as a fact
         if k == depth:
             break

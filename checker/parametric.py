@@ -64,6 +64,15 @@ What the argument does not cover: properties that need a count over all
 workers (e.g. "the allocator holds exactly the blocks the workers hold");
 with the eviction fix the fixed models do not need one.  The lemma
 ``mask_is_held_blocks`` is such a global fact and is refused here (S4).
+
+Budgets.  Every solver query gets the same budget of z3 resource units
+(``rlimit``, ``z3_budget``), never wall time.  The Houdini fixpoint over the
+systems is shared by all properties; a candidate whose own query runs out of
+budget in some system is dropped from every system (it is then neither a
+hypothesis nor an obligation, so what stays is still inductive).  Each
+property is then PROVED (kept in the invariant, or implied by it), UNKNOWN (it
+was dropped itself, its implication query ran out, or it was refuted only
+after a drop: that CTI may need the dropped candidate) or NOT INDUCTIVE.
 """
 from __future__ import annotations
 
@@ -75,8 +84,9 @@ import z3
 from ..model import expr as E
 from ..model.manager import Workload
 from ..model.program import Model
-from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Timer, candidate_term, candidates, houdini,
+from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Clock, candidate_term, candidates, houdini,
                     sample_states)
+from .z3_budget import DEFAULT_RLIMIT, Budget, out_of_budget, own_context
 from .z3_encode import Encoder
 
 MAX_TRACKED = 3
@@ -313,11 +323,19 @@ def _system(model: Model, programs, props, lemmas, templates) -> System:
 
 
 def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "mask_conflict_free",
-                      "held_blocks_distinct", "held_blocks_in_mask"), timeout: float | None = 120.0,
-                      stress_builder=None) -> ParametricResult:
+                      "held_blocks_distinct", "held_blocks_in_mask"), rlimit: int | None = DEFAULT_RLIMIT,
+                      budget: Budget | None = None, stress_builder=None) -> ParametricResult:
     """``builder(workload) -> Model`` builds the spec's model for a workload;
-    ``base`` is the spec's workload (its worker programs and non-workers)."""
-    timer = _Timer(timeout)
+    ``base`` is the spec's workload (its worker programs and non-workers).
+    Every solver query gets ``rlimit`` resource units (``budget``, if given,
+    instead); the proof runs in a z3 context of its own."""
+    budget = budget if budget is not None else Budget(rlimit)
+    with own_context():
+        return _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder)
+
+
+def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder):
+    clock = _Clock()
     programs = list(dict.fromkeys(tuple(tuple(op) for op in w) for w in base.workers))
     m3 = _build(builder, [programs[0]] * MAX_TRACKED, base)
     probs = side_conditions(m3)
@@ -344,46 +362,53 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
 
     alive = set(key(c) for sys in systems for c in sys.cands)
     ctis = {}
-    unknown = False
+    starved = set()         # keys dropped because their own query ran out of budget (in some system)
+    weakened = set()        # properties refuted only after something was starved
     changed = True
     # the two-worker systems first: they carry almost every obligation and remove most wrong guesses
     order = sorted(systems, key=lambda sy: (len(sy.programs) != 2, len(sy.programs)))
     settled = {}        # system -> the alive set it last found inductive (no need to ask again)
-    while changed and not unknown:
+    while changed:
         changed = False
         for sys in order:
             if settled.get(id(sys)) == alive:
                 continue
             cs = [c for c in sys.cands if key(c) in alive]
-            kept, cti, unk = houdini(sys.enc, cs, timer=timer, extra_hyp=sys.hyp, key=key, harvest=HARVEST,
-                                     **_obligations(sys))
-            if unk:
-                unknown = True
-                break
-            gone = {key(c) for c in cs} - {key(c) for c in kept}
+            was_starved = bool(starved)
+            hr = houdini(sys.enc, cs, budget=budget, extra_hyp=sys.hyp, key=key, harvest=HARVEST,
+                         **_obligations(sys))
+            starved |= {key(c) for c in cs if c.name in hr.starved}
+            gone = {key(c) for c in cs} - {key(c) for c in hr.kept}
             for c in cs:
-                if c.name in cti and c.kind == "property" and c.name not in ctis:
-                    ctis[c.name] = (sys, cti[c.name])
+                if c.name in hr.ctis and c.kind == "property" and c.name not in ctis:
+                    ctis[c.name] = (sys, hr.ctis[c.name])
+                    if was_starved or c.name in hr.weakened:
+                        weakened.add(c.name)
             if gone:
                 alive -= gone
                 changed = True
             settled[id(sys)] = set(alive)
     results = []
+    scope = f"{len(systems)} systems of 1-{MAX_TRACKED} workers"
     for p in props:
-        if unknown:
-            results.append(ProofResult(p, "property", UNKNOWN, timer.elapsed(), detail="solver timeout"))
-            continue
         if kinds[p] == "unsupported":
-            results.append(ProofResult(p, "property", UNKNOWN, timer.elapsed(),
+            results.append(ProofResult(p, "property", UNKNOWN, clock.elapsed(),
                                        detail="not of the universal form the cutoff argument needs (S4)"))
             continue
         if kinds[p] == "universal":
             if p in alive:
-                results.append(ProofResult(p, "property", PROVED, timer.elapsed(),
-                                           detail=f"inductive for every N (cutoff {MAX_TRACKED}, "
-                                                  f"{len(systems)} systems of 1-{MAX_TRACKED} workers)"))
+                results.append(ProofResult(p, "property", PROVED, clock.elapsed(),
+                                           detail=f"inductive for every N (cutoff {MAX_TRACKED}, {scope})"))
+            elif p in starved:
+                results.append(ProofResult(p, "property", UNKNOWN, clock.elapsed(),
+                                           detail=f"induction step {out_of_budget(budget)}"))
             else:
-                results.append(_cti_result(p, *ctis[p], timer))
+                r = _cti_result(p, *ctis[p], clock)
+                if p in weakened:
+                    r.verdict = UNKNOWN
+                    r.detail = (f"refuted only after {len(starved)} candidate(s) were dropped "
+                                f"{out_of_budget(budget)}; {r.detail}")
+                results.append(r)
             continue
         # implied property: Inv and owner word not "other" => P, in every system
         failed = None
@@ -391,15 +416,12 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
             enc = sys.enc
             s = enc.state("s")
             solver = z3.Solver()
-            ms = timer.left_ms()
-            if ms is not None:
-                solver.set("timeout", ms)
             solver.add(enc.wf(s), sys.hyp(s))
             for lk, o in sys.other.items():
                 solver.add(enc.read(s, sys.model.layout.shared_slot(lk)) != o)
             solver.add(*(candidate_term(enc, c, s, "s") for c in sys.cands if key(c) in alive))
             solver.add(enc.bad(s, p))
-            r = solver.check()
+            r = budget.check(solver, what=f"{p} implied in the system of {len(sys.programs)} workers")
             if r == z3.sat:
                 failed = (sys, enc.decode(solver.model(), s))
                 break
@@ -407,33 +429,44 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
                 failed = "unknown"
                 break
         if failed is None:
-            results.append(ProofResult(p, "property", PROVED, timer.elapsed(),
-                                       detail=f"implied for every N by the universal invariant "
-                                              f"({len(systems)} systems of 1-{MAX_TRACKED} workers)"))
+            results.append(ProofResult(p, "property", PROVED, clock.elapsed(),
+                                       detail=f"implied for every N by the universal invariant ({scope})"))
         elif failed == "unknown":
-            results.append(ProofResult(p, "property", UNKNOWN, timer.elapsed(), detail="solver timeout"))
+            results.append(ProofResult(p, "property", UNKNOWN, clock.elapsed(),
+                                       detail=f"implication {out_of_budget(budget)}"))
+        elif starved:
+            sys, st = failed
+            results.append(ProofResult(p, "property", UNKNOWN, clock.elapsed(), cti=[(None, st)],
+                                       detail=f"not implied by the universal invariant in the system of "
+                                              f"{len(sys.programs)} workers after {len(starved)} candidate(s) "
+                                              f"were dropped {out_of_budget(budget)}"))
         else:
             sys, st = failed
-            results.append(ProofResult(p, "property", NOT_INDUCTIVE, timer.elapsed(), cti=[(None, st)],
+            results.append(ProofResult(p, "property", NOT_INDUCTIVE, clock.elapsed(), cti=[(None, st)],
                                        detail=f"not implied by the universal invariant in the system of "
                                               f"{len(sys.programs)} workers"))
-    return ParametricResult(results, len(systems), timer.elapsed(), [], detail=f"{len(alive)} invariants kept")
+    return ParametricResult(results, len(systems), clock.elapsed(), [],
+                            detail=f"{len(alive)} invariants kept" + (f", {len(starved)} dropped out of budget"
+                                                                      if starved else ""))
 
 
-def _cti_result(p, sys, cti, timer):
+def _cti_result(p, sys, cti, clock):
     from .explorer import Move
     sv, tv, mi = cti
     mv = sys.enc.moves[mi]
-    r = ProofResult(p, "property", NOT_INDUCTIVE, timer.elapsed(),
+    r = ProofResult(p, "property", NOT_INDUCTIVE, clock.elapsed(),
                     cti=[(None, sv), (Move(mv.thread, mv.pc, mv.branch), tv)], breaking=sys.enc.where(mv),
                     thread=mv.thread, detail=f"CTI in the system of {len(sys.programs)} tracked workers")
     r.model = sys.model
     return r
 
 
-def prove_spec_any_workers(spec, properties=None, lemmas=None, timeout: float | None = None) -> ParametricResult:
+def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | None = None,
+                           budget: Budget | None = None) -> ParametricResult:
     """``prove --any-workers`` for a loaded spec: its model options, allocator and
-    non-workers, every number of workers running its worker programs."""
+    non-workers, every number of workers running its worker programs.  Budget
+    per query: ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``,
+    else ``DEFAULT_RLIMIT``."""
     from ..model.lemmas import DEFAULT
     from ..model.registry import build_model
     model = spec.build()
@@ -442,7 +475,9 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, timeout: float | 
                           "workload cannot bound every number of workers); use a size the explorer models in full")
     p = spec.prove or {}
     lemmas = [x for x in (lemmas or p.get("lemmas", DEFAULT)) if x != "mask_is_held_blocks"]
+    if budget is None:
+        budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
     return prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
                              spec.workload, properties or spec.checked_properties(model), lemmas=lemmas,
-                             timeout=timeout or p.get("timeout", 120.0),
+                             budget=budget,
                              stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))

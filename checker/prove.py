@@ -21,7 +21,16 @@ every reachable state.  A removed property is then
 * NOT INDUCTIVE otherwise, with its CTI: a pair of states (s, s'), s
   satisfying every hypothesis, s' violating the property, and the (thread,
   step, branch) move between them;
-* UNKNOWN when the solver times out, with the time spent.
+* UNKNOWN when a query about it runs out of its budget.
+
+Budgets are z3 resource units per query (``z3_budget``: ``rlimit``), never
+wall time, so a verdict is the same on a loaded machine as on an idle one.  A
+Houdini round whose query runs out of budget is split in halves until each
+query either finds a CTI, is unsat, or is about one member alone; a member
+whose own query runs out is dropped from C (UNKNOWN, "out of budget") and the
+rest goes on, so the properties that do not need it are still PROVED.  A
+property refuted only after such a drop is reported UNKNOWN as well: its CTI
+may be an artefact of the missing member.
 
 A property kind the solver cannot state (liveness) is refused with an error.
 """
@@ -35,6 +44,7 @@ import z3
 from ..model import interpret
 from ..model.program import Model
 from .explorer import Move
+from .z3_budget import DEFAULT_RLIMIT, Budget, out_of_budget, own_context
 from .z3_encode import EncodeError, Encoder
 
 PROVED, NOT_INDUCTIVE, VIOLATED, UNKNOWN = "PROVED", "NOT INDUCTIVE", "VIOLATED", "UNKNOWN"
@@ -127,26 +137,14 @@ def candidates(model: Model, properties=None, lemmas=(), templates=None) -> list
     return out
 
 
-class _Timer:
-    def __init__(self, timeout):
-        self.t0 = time.perf_counter()
-        self.deadline = None if timeout is None else self.t0 + timeout
+class _Clock:
+    """Wall time, for reporting only: no budget and no verdict reads it."""
 
-    def left_ms(self):
-        if self.deadline is None:
-            return None
-        return max(1, int((self.deadline - time.perf_counter()) * 1000))
+    def __init__(self):
+        self.t0 = time.perf_counter()
 
     def elapsed(self):
         return round(time.perf_counter() - self.t0, 3)
-
-
-def _solver(timer):
-    s = z3.Solver()
-    ms = timer.left_ms()
-    if ms is not None:
-        s.set("timeout", ms)
-    return s
 
 
 def candidate_term(enc: Encoder, c, st, tag: str):
@@ -158,12 +156,25 @@ def candidate_term(enc: Encoder, c, st, tag: str):
     return cache[(c, tag)]
 
 
-def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harvest: int = 0, moves=None,
-            goal=None):
-    """Prune ``cands`` to an inductive subset.  Returns (kept, {name: (s, s', move_index)}, unknown names).
+@dataclass
+class HoudiniResult:
+    kept: list                 # the inductive subset
+    ctis: dict                 # name -> (s, s', move index) that removed it
+    starved: list              # names dropped because their own query ran out of budget
+    weakened: set              # names removed by a CTI found after some member was starved
+
+
+def houdini(enc: Encoder, cands: list, *, budget: Budget, extra_hyp=None, key=None, harvest: int = 0, moves=None,
+            goal=None) -> HoudiniResult:
+    """Prune ``cands`` to an inductive subset.
 
     One query per round asks whether any kept member fails after a step; the
-    members false in the model's s' are removed (each with that CTI).
+    members false in the model's s' are removed (each with that CTI).  A
+    query out of ``budget`` is split in halves of its goals until each part
+    is unsat, finds a CTI, or is one goal alone that still runs out: that
+    goal's members are dropped (``starved``) and the next round goes on
+    without them.  What is kept at the end is inductive whatever was dropped
+    (dropping a member only removes a hypothesis and its obligation).
 
     ``key`` (candidate -> hashable) groups the instances of one symmetric
     template: when the model and the candidate set are symmetric under
@@ -193,6 +204,8 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
     post = {k: candidate_term(enc, c, t, "t") for k, c in goals.items()}
     kept = list(cands)
     ctis = {}
+    starved: list = []
+    weakened: set = set()
     view = None
     if harvest:
         from .cti_harvest import ConcreteView, harvest as explore_ctis
@@ -200,21 +213,42 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
         index = {c.name: i for i, c in enumerate(cands)}
         key_of = [key(c) for c in cands]
         move_index = {(mv.thread, mv.pc, mv.branch): mv.index for mv in enc.moves}
+
+    def search(ks, hyps):
+        """(a z3 model of a CTI, []) | (None, goals whose lone query ran out of budget); (None, []): unsat."""
+        # a fresh solver per query: z3's incremental mode (push/pop, assumptions, adding after a check) is
+        # an order of magnitude slower on these bit-vector queries
+        solver = z3.Solver()
+        solver.add(*base, *hyps)
+        solver.add(z3.Or([z3.Not(post[k]) for k in ks]))
+        r = budget.check(solver, what=f"houdini: {len(ks)} goal(s), {len(hyps)} hypotheses")
+        if r == z3.unsat:
+            return None, []
+        if r == z3.sat:
+            return solver.model(), []
+        if len(ks) == 1:
+            return None, list(ks)
+        half = len(ks) // 2
+        m, lost = search(ks[:half], hyps)
+        if m is not None:
+            return m, []
+        m, lost2 = search(ks[half:], hyps)
+        if m is not None:
+            return m, []
+        return None, lost + lost2
+
     while kept:
         keys = [k for k in dict.fromkeys(key(c) for c in kept) if k in post]
         if not keys:
-            return kept, ctis, []
-        # a fresh solver per round: z3's incremental mode (push/pop, assumptions, adding after a check) is
-        # an order of magnitude slower on these bit-vector queries
-        solver = _solver(timer)
-        solver.add(*base, *(pre[c.name] for c in kept))
-        solver.add(z3.Or([z3.Not(post[k]) for k in keys]))
-        r = solver.check()
-        if r == z3.unsat:
-            return kept, ctis, []
-        if r == z3.unknown:
-            return [], ctis, [c.name for c in kept]
-        m = solver.model()
+            break
+        m, lost = search(keys, [pre[c.name] for c in kept])
+        if m is None and not lost:
+            break
+        if m is None:
+            lost = set(lost)
+            starved += [c.name for c in kept if key(c) in lost]
+            kept = [c for c in kept if key(c) not in lost]
+            continue
         sv, tv = enc.decode(m, s), enc.decode(m, t)
         kept_idx = {index[c.name] for c in kept} if view is not None else set()
         mi = m.eval(sel, model_completion=True).as_long()
@@ -232,21 +266,23 @@ def houdini(enc: Encoder, cands: list, *, timer, extra_hyp=None, key=None, harve
         for c in kept:
             if key(c) in found:
                 ctis[c.name] = found[key(c)]
+                if starved:
+                    weakened.add(c.name)
         kept = [c for c in kept if key(c) not in found]
-    return kept, ctis, []
+    return HoudiniResult(kept, ctis, starved, weakened)
 
 
-def k_induction_step(enc: Encoder, cand, hyps: list, k: int, timer):
+def k_induction_step(enc: Encoder, cand, hyps: list, k: int, budget: Budget):
     """sat/unsat/unknown of: s0..sk linked by T, cand and hyps on s0..s(k-1), not cand on sk.
     Returns (verdict, path or None)."""
     S = [enc.state(f"k{i}") for i in range(k + 1)]
     sels = [enc.selector(f"ksel{i}") for i in range(k)]
-    solver = _solver(timer)
+    solver = z3.Solver()
     for i in range(k):
         solver.add(enc.wf(S[i]), cand.holds(enc, S[i]), *(h.holds(enc, S[i]) for h in hyps))
         solver.add(enc.trans(S[i], S[i + 1], sels[i]))
     solver.add(z3.Not(cand.holds(enc, S[k])))
-    r = solver.check()
+    r = budget.check(solver, what=f"{k}-induction step of {cand.name}")
     if r == z3.unsat:
         return "unsat", None
     if r == z3.unknown:
@@ -259,66 +295,87 @@ def k_induction_step(enc: Encoder, cand, hyps: list, k: int, timer):
     return "sat", path
 
 
-def _init_ok(cand, enc):
+def _init_check(cand, enc, budget: Budget):
+    """unsat (the initial state satisfies ``cand``), sat or unknown."""
     s = enc.state("i")
     solver = z3.Solver()
     solver.add(enc.init(s), z3.Not(cand.holds(enc, s)))
-    return solver.check() == z3.unsat
+    return budget.check(solver, what=f"base case of {cand.name}")
 
 
-def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, timeout: float | None = 60.0,
-          bmc_depth: int = 8, bmc_timeout: float | None = 30.0, encoder: Encoder | None = None,
-          templates=None) -> list[ProofResult]:
+def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, rlimit: int | None = DEFAULT_RLIMIT,
+          bmc_depth: int = 8, encoder: Encoder | None = None, templates=None,
+          budget: Budget | None = None) -> list[ProofResult]:
     """Prove each safety property of ``properties`` (default: all the model's);
-    ``lemmas``: names from ``model.lemmas`` that strengthen the induction."""
-    timer = _Timer(timeout)
-    enc = encoder or Encoder(model)
+    ``lemmas``: names from ``model.lemmas`` that strengthen the induction.
+    Every solver query (the BMC of a refuted property's too) gets ``rlimit``
+    resource units (``budget``, if given, instead; it logs what each query
+    used).  Without ``encoder`` the proof runs in a z3 context of its own."""
+    budget = budget if budget is not None else Budget(rlimit)
+    if encoder is not None:
+        return _prove(model, properties, lemmas, k, bmc_depth, encoder, templates, budget)
+    with own_context():
+        return _prove(model, properties, lemmas, k, bmc_depth, Encoder(model), templates, budget)
+
+
+def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
+    clock = _Clock()
     cands = candidates(model, properties, lemmas, templates)
     results = {}
     # base case
-    init_bad = [c for c in cands if not _init_ok(c, enc)]
+    base = {c.name: _init_check(c, enc, budget) for c in cands}
+    init_bad = [c for c in cands if base[c.name] != z3.unsat]
     for c in init_bad:
         if c.kind == "auto":
             continue
+        if base[c.name] == z3.unknown:
+            results[c.name] = ProofResult(c.name, c.kind, UNKNOWN, clock.elapsed(),
+                                          detail=f"base case {out_of_budget(budget)}")
+            continue
         init = model.initial_state()
-        results[c.name] = ProofResult(c.name, c.kind, VIOLATED, timer.elapsed(), trace=[(None, init)],
+        results[c.name] = ProofResult(c.name, c.kind, VIOLATED, clock.elapsed(), trace=[(None, init)],
                                       detail="the initial state violates it")
     live = [c for c in cands if c not in init_bad]
-    kept, ctis, unknown = houdini(enc, live, timer=timer)
+    hr = houdini(enc, live, budget=budget)
+    kept, ctis = hr.kept, hr.ctis
     n_auto = sum(1 for c in kept if c.kind == "auto")
     for c in kept:
-        results[c.name] = ProofResult(c.name, c.kind, PROVED, timer.elapsed(),
+        results[c.name] = ProofResult(c.name, c.kind, PROVED, clock.elapsed(),
                                       detail=f"inductive together with {len(kept) - 1 - n_auto} other properties/lemmas and "
                                              f"{n_auto} mined invariants"
                                       if len(kept) > 1 else "inductive")
-    for name in unknown:
+    for name in hr.starved:
         c = next(x for x in live if x.name == name)
         if c.kind == "auto":
             continue
-        results[name] = ProofResult(name, c.kind, UNKNOWN, timer.elapsed(), detail="solver timeout")
+        res = ProofResult(name, c.kind, UNKNOWN, clock.elapsed(), detail=f"induction step {out_of_budget(budget)}")
+        if c.kind == "property":        # a real violation is a verdict whatever the induction could not settle
+            _try_violation(model, name, res, bmc_depth, budget)
+        results[name] = res
     for c in live:
         if c.name not in ctis or c.kind == "auto":
             continue
         sv, tv, mi = ctis[c.name]
         mv = enc.moves[mi]
-        res = ProofResult(c.name, c.kind, NOT_INDUCTIVE, timer.elapsed(),
+        res = ProofResult(c.name, c.kind, NOT_INDUCTIVE, clock.elapsed(),
                           cti=[(None, sv), (Move(mv.thread, mv.pc, mv.branch), tv)],
                           breaking=enc.where(mv), thread=mv.thread)
         if c.kind == "property":
-            _try_violation(model, c.name, res, bmc_depth, bmc_timeout)
+            _try_violation(model, c.name, res, bmc_depth, budget)
         if res.verdict == NOT_INDUCTIVE and k > 1:
-            verdict, path = k_induction_step(enc, c, kept, k, timer)
+            verdict, path = k_induction_step(enc, c, kept, k, budget)
             if verdict == "unsat":
                 from .bmc import NO_VIOLATION, bmc
-                b = bmc(model, k - 1, properties=[c.name] if c.kind == "property" else [], deadlock=False,
-                        timeout=bmc_timeout)
                 if c.kind == "lemma":
-                    ok = all(_lemma_holds_on_paths(c, enc, k - 1))
+                    base_ok = _lemma_holds_on_paths(c, enc, k - 1, budget)
                 else:
-                    ok = b.verdict == NO_VIOLATION
-                if ok:
+                    b = bmc(model, k - 1, properties=[c.name], deadlock=False, budget=budget)
+                    base_ok = "yes" if b.verdict == NO_VIOLATION else "unknown" if b.verdict == "UNKNOWN" else "no"
+                if base_ok == "yes":
                     res.verdict, res.k, res.cti, res.breaking = PROVED, k, [], ""
                     res.detail = f"{k}-induction (base: no violation on paths of length < {k})"
+                elif base_ok == "unknown":
+                    res.verdict, res.detail = UNKNOWN, f"base case of {k}-induction {out_of_budget(budget)}"
             elif verdict == "sat":
                 last = path[-1][0]
                 mv = enc.moves[[m.index for m in enc.moves
@@ -326,35 +383,49 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, timeout: floa
                 res.cti, res.k, res.breaking, res.thread = path, k, enc.where(mv), mv.thread
                 res.detail = f"not {k}-inductive"
             else:
-                res.verdict, res.detail = UNKNOWN, f"solver timeout in {k}-induction"
-        res.seconds = timer.elapsed()
+                res.verdict, res.detail = UNKNOWN, f"{k}-induction step {out_of_budget(budget)}"
+        if res.verdict == NOT_INDUCTIVE and c.name in hr.weakened:
+            res.verdict = UNKNOWN
+            res.detail = (f"refuted only after {len(hr.starved)} member(s) were dropped {out_of_budget(budget)} "
+                          f"({res.breaking} breaks it without them)" + (f"; {res.detail}" if res.detail else ""))
+        res.seconds = clock.elapsed()
         results[c.name] = res
     order = [c.name for c in cands if c.kind != "auto"]
     return [results[n] for n in order if n in results]
 
 
-def _lemma_holds_on_paths(cand, enc, depth):
-    """Base case of k-induction for a lemma: it holds on every path of length <= depth."""
+def _lemma_holds_on_paths(cand, enc, depth, budget):
+    """Base case of k-induction for a lemma: "yes" if it holds on every path of length <= depth, "no", or
+    "unknown" (a query out of budget)."""
     S = [enc.state(f"b{i}") for i in range(depth + 1)]
     solver = z3.Solver()
     solver.add(enc.init(S[0]))
     for i in range(depth):
         solver.add(enc.trans(S[i], S[i + 1]))
+    out = "yes"
     for i in range(depth + 1):
         solver.push()
         solver.add(z3.Not(cand.holds(enc, S[i])))
-        yield solver.check() == z3.unsat
+        r = budget.check(solver, what=f"k-induction base of {cand.name} at depth {i}")
         solver.pop()
+        if r == z3.sat:
+            return "no"
+        if r == z3.unknown:
+            out = "unknown"
+    return out
 
 
-def _try_violation(model, prop, res, depth, timeout):
-    from .bmc import VIOLATION, bmc
+def _try_violation(model, prop, res, depth, budget):
+    from .bmc import UNKNOWN as BMC_UNKNOWN, VIOLATION, bmc
     if depth <= 0:
         return
-    b = bmc(model, depth, properties=[prop], deadlock=False, timeout=timeout)
+    b = bmc(model, depth, properties=[prop], deadlock=False, budget=budget)
     if b.verdict == VIOLATION:
         res.verdict, res.trace, res.thread = VIOLATED, b.path, b.thread
         res.detail = f"violated on a path of length {b.depth} (bounded model checking)"
+    elif b.verdict == BMC_UNKNOWN:
+        res.detail = (f"{res.detail}; " if res.detail else "") + \
+            f"BMC for a real violation {out_of_budget(budget)} at depth {b.depth}"
 
 
 def cti_trace(model: Model, res: ProofResult, *, spec: str, source: str) -> dict:
@@ -383,18 +454,23 @@ def check_cti(model: Model, res: ProofResult) -> bool:
     return True
 
 
-def prove_spec(spec, *, k: int | None = None, timeout: float | None = None, bmc_depth: int | None = None):
+def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_depth: int | None = None,
+               budget: Budget | None = None):
     """Run ``prove`` as a spec's ``[prove]`` table configures it (for ``make
     check`` to show beside the explorer's verdict).  Returns
     (overall verdict, [ProofResult]); overall is VIOLATED or NOT INDUCTIVE if
-    a property is, else UNKNOWN if one is, else PROVED."""
+    a property is, else UNKNOWN if one is, else PROVED.  The budget per query
+    is ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``, else
+    ``DEFAULT_RLIMIT``."""
     from ..model.lemmas import DEFAULT
     model = spec.build()
     p = spec.prove or {}
+    if budget is None:
+        budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
     if p.get("any_workers"):
         from .parametric import CutoffError, prove_spec_any_workers
         try:
-            pr = prove_spec_any_workers(spec, timeout=timeout)
+            pr = prove_spec_any_workers(spec, budget=budget)
         except CutoffError as e:
             return UNKNOWN, [ProofResult(n, "property", UNKNOWN, 0.0, detail=str(e))
                              for n in spec.checked_properties(model)]
@@ -403,10 +479,14 @@ def prove_spec(spec, *, k: int | None = None, timeout: float | None = None, bmc_
             return UNKNOWN, res
     else:
         res = prove(model, spec.checked_properties(model), p.get("lemmas", DEFAULT), k=k or p.get("k", 1),
-                    timeout=timeout or p.get("timeout", 120.0),
-                    bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
-    verdicts = {r.verdict for r in res if r.kind == "property"}
+                    budget=budget, bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
+    return overall_verdict(res), res
+
+
+def overall_verdict(results) -> str:
+    """VIOLATED or NOT INDUCTIVE if a property is, else UNKNOWN if one is, else PROVED."""
+    verdicts = {r.verdict for r in results if r.kind == "property"}
     for v in (VIOLATED, NOT_INDUCTIVE, UNKNOWN):
         if v in verdicts:
-            return v, res
-    return PROVED, res
+            return v
+    return PROVED

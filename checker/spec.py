@@ -19,6 +19,10 @@ from ..model.registry import MODELS, build_model, parse_op
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
+PROVE_FIELDS = ("lemmas", "k", "any_workers", "bmc_depth", "rlimit")
+# what the z3 back end is expected to say (expect.prove): "PROVED" = every checked property proved; for a
+# VIOLATION spec, the verdict of its expect.property; "none" = z3 not run (liveness, deadlock)
+PROVE_VERDICTS = ("PROVED", "VIOLATED", "NOT INDUCTIVE", "UNKNOWN", "none")
 
 
 class SpecError(ValueError):
@@ -50,12 +54,15 @@ class Spec:
     fixed_by: list = field(default_factory=list)
     window: int | None = None        # allocator.window: model only the lowest units (None: the default)
     retry_count: int | None = None   # allocator.retry_count: PDDGPU_*_ALLOC_RETRY_COUNT (None: the document's 3)
+    expect_prove: str | None = None  # expect.prove (PROVE_VERDICTS; None: not stated)
+    expect_proved: int | list | None = None   # expect.proved: how many / which properties z3 proves
 
     def with_fixes(self) -> "Spec":
         """The same check with the spec's named fixes on: it must verify."""
         from dataclasses import replace
         return replace(self, name=f"{self.name}+fix", fixes={**self.fixes, **{f: True for f in self.fixed_by}},
-                       expect_verdict="OK", expect_property=None, fixed_by=[])
+                       expect_verdict="OK", expect_property=None, fixed_by=[], expect_prove=None,
+                       expect_proved=None)
 
     @property
     def options(self) -> dict:
@@ -195,7 +202,7 @@ def load_spec(path) -> Spec:
             raise SpecError(path, f"check.{k}", f"must be positive, not {v}")
 
     e = _get(raw, "expect", dict, path, "", required=True)
-    _known(e, ("verdict", "property"), path, "expect")
+    _known(e, ("verdict", "property", "prove", "proved"), path, "expect")
     verdict = _get(e, "verdict", str, path, "expect", required=True)
     if verdict not in VERDICTS:
         raise SpecError(path, "expect.verdict", f"must be one of {', '.join(VERDICTS)}, not {verdict!r}")
@@ -207,8 +214,9 @@ def load_spec(path) -> Spec:
                 _get(s, "defect", str, path, "spec", default=""), opts["readings"], opts["fixes"], size, wl,
                 props, _get(c, "symmetry", bool, path, "check", default=True), strategy, max_states, max_depth,
                 _get(c, "liveness", bool, path, "check", default=False), verdict, eprop,
-                _get(raw, "prove", dict, path, "", default={}), _get(s, "fixed_by", list, path, "spec", default=[]),
-                window, retry_count)
+                _prove_table(_get(raw, "prove", dict, path, "", default={}), path),
+                _get(s, "fixed_by", list, path, "spec", default=[]), window, retry_count,
+                _get(e, "prove", str, path, "expect"), _get(e, "proved", (int, list), path, "expect"))
     for i, f in enumerate(spec.fixed_by):
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
             raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")
@@ -220,4 +228,63 @@ def load_spec(path) -> Spec:
         raise SpecError(path, f"allocator.{err.field}", str(err)) from None
     if eprop and eprop not in m.properties and eprop not in ALWAYS:
         raise SpecError(path, "expect.property", f"unknown property '{eprop}'")
+    _check_z3_expectation(spec, m)
     return spec
+
+def _prove_table(p: dict, path) -> dict:
+    """``[prove]``: lemmas, k, any_workers, bmc_depth, rlimit (z3 resource units per query)."""
+    if "timeout" in p:
+        raise SpecError(path, "prove.timeout", "wall-clock budgets are gone (a verdict must not depend on the "
+                                               "machine's load): use prove.rlimit, z3 resource units per query")
+    _known(p, PROVE_FIELDS, path, "prove")
+    if "lemmas" in p:
+        from ..model.lemmas import LEMMAS
+        lemmas = p["lemmas"]
+        if not isinstance(lemmas, list) or not all(isinstance(x, str) for x in lemmas):
+            raise SpecError(path, "prove.lemmas", "must be a list of lemma names")
+        for x in lemmas:
+            if x != "auto" and x not in LEMMAS:
+                raise SpecError(path, "prove.lemmas", f"unknown lemma '{x}' (known: auto, {', '.join(sorted(LEMMAS))})")
+    if "any_workers" in p:
+        _get(p, "any_workers", bool, path, "prove")
+    for k, low in (("k", 1), ("bmc_depth", 0), ("rlimit", 1)):
+        v = _get(p, k, int, path, "prove")
+        if v is not None and v < low:
+            raise SpecError(path, f"prove.{k}", f"must be at least {low}, not {v}")
+    if p.get("rlimit", 0) > (1 << 32) - 1:      # z3 keeps only the low 32 bits of a larger limit
+        raise SpecError(path, "prove.rlimit", f"must be at most 4294967295 (2^32 - 1), not {p['rlimit']}")
+    return p
+
+
+def _check_z3_expectation(spec: Spec, model) -> None:
+    """``expect.prove`` and ``expect.proved`` against the explorer's expectation."""
+    path, ep, n = spec.path, spec.expect_prove, spec.expect_proved
+    if ep is None:
+        if n is not None:
+            raise SpecError(path, "expect.proved", "needs expect.prove")
+        return
+    if ep not in PROVE_VERDICTS:
+        raise SpecError(path, "expect.prove", f"must be one of {', '.join(PROVE_VERDICTS)}, not {ep!r}")
+    v = spec.expect_verdict
+    if v in ("LIVENESS", "DEADLOCK") and ep != "none":
+        raise SpecError(path, "expect.prove", f"must be \"none\" for a {v} spec (z3 states no {v.lower()} "
+                                              f"property), not {ep!r}")
+    if v == "VIOLATION" and ep == "PROVED":
+        raise SpecError(path, "expect.prove", f"cannot be PROVED: the spec expects {spec.expect_property} "
+                                              "to be violated")
+    if v == "OK" and ep == "VIOLATED":
+        raise SpecError(path, "expect.prove", "cannot be VIOLATED: the spec expects every property to hold")
+    if n is None:
+        return
+    if ep in ("PROVED", "none") or v == "VIOLATION":
+        raise SpecError(path, "expect.proved", f"only for a partial result (expect.prove NOT INDUCTIVE or "
+                                               f"UNKNOWN on a spec not expecting a VIOLATION); {ep!r} says it all")
+    if isinstance(n, int) and not isinstance(n, bool):
+        if n < 0:
+            raise SpecError(path, "expect.proved", f"must be a count >= 0 or a list of property names, not {n}")
+        return
+    if isinstance(n, bool) or not all(isinstance(x, str) for x in n):
+        raise SpecError(path, "expect.proved", f"must be a count >= 0 or a list of property names, not {n!r}")
+    for x in n:
+        if x not in model.properties:
+            raise SpecError(path, "expect.proved", f"unknown property '{x}'")

@@ -108,44 +108,34 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
                 o.model.threads[o.result.thread].name if o.result.thread is not None else None,
             "expected": {"verdict": o.spec.expect_verdict, "property": o.spec.expect_property},
             "as_expected": o.matches, "stats": o.result.stats,
-            "trace": str(o.trace_path) if o.trace_path else None, "proof": proofs.get(o.spec.name)}
+            "trace": str(o.trace_path) if o.trace_path else None,
+            "proof": proofs[o.spec.name].as_json() if proofs.get(o.spec.name) else None}
             for o in outcomes], indent=1) + "\n")
     if against_expected is None:
         against_expected = not named
     if against_expected:
-        bad = [o for o in outcomes if not o.matches]
+        bad = []
+        for o in outcomes:
+            z = proofs.get(o.spec.name)
+            if not o.matches or (z and not z.matches):
+                bad.append(o.spec.name + (f" (z3: {z.reason})" if z and not z.matches else ""))
         if bad:
-            out.print(f"[bold red]{len(bad)} verdict(s) differ from the expected ones:[/] "
-                      + ", ".join(o.spec.name for o in bad))
+            out.print(f"[bold red]{len(bad)} verdict(s) differ from the expected ones:[/] " + ", ".join(bad))
             sys.exit(4)
-        out.print(f"[bold green]all {len(outcomes)} verdicts as expected[/]")
+        out.print(f"[bold green]all {len(outcomes)} verdicts as expected[/]"
+                  + (f" (and {sum(1 for p in proofs.values() if p)} z3 results)" if proofs else ""))
         sys.exit(0)
     sys.exit(max(EXIT[o.result.verdict] for o in outcomes))
 
 
-def _proof_summary(spec) -> str:
-    """The z3 back end's word on a spec, for the proof column: for a defect
-    spec, what prove says of the property the explorer breaks; for a spec
-    expected to verify, how many properties it proves by induction."""
-    import time
-    from dataclasses import replace
-    if spec.name.endswith("+fix"):
-        return "—"
-    if spec.expect_verdict in ("LIVENESS", "DEADLOCK"):
-        return f"n/a ({spec.expect_verdict.lower()})"
-    from ..checker.prove import PROVED, prove_spec
-    target = replace(spec, properties=[spec.expect_property]) if spec.expect_verdict == "VIOLATION" else spec
-    t0 = time.perf_counter()
-    overall, results = prove_spec(target)
-    took = time.perf_counter() - t0
-    props = [r for r in results if r.kind == "property"]
-    if spec.expect_verdict == "VIOLATION":
-        r = next(r for r in props if r.name == spec.expect_property)
-        how = f", {len(r.trace) - 1}-step trace" if r.trace else (", CTI" if r.cti else "")
-        return f"{r.verdict}{how} ({took:.0f}s)"
-    proved = sum(r.verdict == PROVED for r in props)
-    scope = " any N" if (spec.prove or {}).get("any_workers") else ""
-    return f"{overall} {proved}/{len(props)}{scope} ({took:.0f}s)"
+def _proof_summary(spec):
+    """The z3 back end's word on a spec, for the proof column, and whether it
+    is the spec's ``[expect] prove`` (``checker/proof_check.py``): for a
+    defect spec, what prove says of the property the explorer breaks; for a
+    spec expected to verify, how many properties it proves by induction.
+    None for a ``+fix`` variant."""
+    from ..checker.proof_check import run_proof
+    return run_proof(spec)
 
 
 @main.command()

@@ -25,6 +25,8 @@ def print_check_table(out, outcomes, proofs=None):
         t.add_column(col, justify="right" if col in ("states", "trans.", "depth", "time") else "left")
     if proofs:
         t.add_column("z3 (prove/bmc)")
+        t.add_column("z3 expected")
+        t.add_column(" ")
     for o in outcomes:
         r, s = o.result, o.spec
         exp = s.expect_verdict + (f"({s.expect_property})" if s.expect_property else "")
@@ -34,7 +36,12 @@ def print_check_table(out, outcomes, proofs=None):
                f"{st['states']:,}", f"{st['transitions']:,}", depth, f"{st['seconds']:.2f}s",
                "[green]✓[/]" if o.matches else "[bold red]✗[/]"]
         if proofs:
-            row.append(proofs.get(s.name, "-"))
+            z = proofs.get(s.name)
+            if z is None:                    # a +fix variant: the explorer checks the fix
+                row += ["—", "", ""]
+            else:
+                exp = (z.expected or "?") + (f" ({z.expected_proved})" if z.expected_proved is not None else "")
+                row += [z.summary, exp, "[green]✓[/]" if z.matches else "[bold red]✗[/]"]
         t.add_row(*row)
     out.print(t)
 

@@ -1,7 +1,8 @@
 """``pddgpu-verify prove SPEC`` and ``pddgpu-verify bmc SPEC``: the z3 back end.
 
 Exit codes: 0 PROVED / no violation, 1 VIOLATED or NOT INDUCTIVE, 2 bad input
-(one line ``pddgpu-verify: error: <file>: <field>: <message>``), 3 UNKNOWN.
+(one line ``pddgpu-verify: error: <file>: <field>: <message>``), 3 UNKNOWN (a
+query ran out of its resource budget, ``--rlimit``; never wall time).
 Registered into the main group with ``main.add_command(prove)`` /
 ``main.add_command(bmc)``.
 """
@@ -15,13 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..checker.spec import SpecError, load_spec
-
-PROVE_FIELDS = ("lemmas", "k", "any_workers", "bmc_depth", "timeout")
-
-
-class _BadInput(Exception):
-    def __init__(self, path, field, message):
-        super().__init__(f"{path}: {field}: {message}")
+from ..checker.z3_budget import DEFAULT_RLIMIT, MAX_RLIMIT, Budget
 
 
 def _fail(msg: str):
@@ -30,27 +25,16 @@ def _fail(msg: str):
 
 
 def _prove_options(spec):
-    from ..model.lemmas import DEFAULT, LEMMAS
+    """The spec's ``[prove]`` table (``load_spec`` has validated it) with the lemma default."""
+    from ..model.lemmas import DEFAULT
     p = spec.prove or {}
-    for k in p:
-        if k not in PROVE_FIELDS:
-            raise _BadInput(spec.path, f"prove.{k}", f"unknown field (expected one of: {', '.join(PROVE_FIELDS)})")
-    lemmas = p.get("lemmas", DEFAULT)
-    if not isinstance(lemmas, list) or not all(isinstance(x, str) for x in lemmas):
-        raise _BadInput(spec.path, "prove.lemmas", "must be a list of lemma names")
-    for x in lemmas:
-        if x != "auto" and x not in LEMMAS:
-            raise _BadInput(spec.path, "prove.lemmas", f"unknown lemma '{x}' (known: auto, {', '.join(sorted(LEMMAS))})")
-    out = {"lemmas": lemmas}
-    for k, typ in (("k", int), ("bmc_depth", int), ("timeout", (int, float)), ("any_workers", bool)):
-        if k in p:
-            v = p[k]
-            if (typ is int and (isinstance(v, bool) or not isinstance(v, int))) or not isinstance(v, typ):
-                raise _BadInput(spec.path, f"prove.{k}", f"must be {'a boolean' if typ is bool else 'a number'}, not {v!r}")
-            if typ is not bool and v < (0 if k == "bmc_depth" else 1):
-                raise _BadInput(spec.path, f"prove.{k}", f"must be positive, not {v}")
-            out[k] = v
-    return out
+    return {"lemmas": p.get("lemmas", DEFAULT), **{k: v for k, v in p.items() if k != "lemmas"}}
+
+
+def _no_timeout(timeout):
+    if timeout is not None:
+        _fail("--timeout: wall-clock budgets are gone (a verdict must not depend on the machine's load); "
+              "use --rlimit N (z3 resource units per query)")
 
 
 def _load(spec_path):
@@ -71,25 +55,28 @@ def _trace_path(traces_dir, spec, prop, what):
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--k", "k", type=click.IntRange(min=1), default=None, help="k-induction depth for properties not 1-inductive")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="solver time budget in seconds")
+@click.option("--rlimit", type=click.IntRange(min=1, max=MAX_RLIMIT), default=None,
+              help=f"z3 resource units per solver query (default: the spec's [prove] rlimit, else {DEFAULT_RLIMIT:,})")
+@click.option("--timeout", hidden=True, default=None, help="gone: use --rlimit")
 @click.option("--any-workers/--fixed-workers", "any_workers", default=None,
               help="prove for every number of workers (cutoff argument) or for the spec's workers")
 @click.option("--bmc-depth", type=click.IntRange(min=0), default=None,
               help="depth of the BMC search for a real violation of a non-inductive property")
 @click.option("--traces-dir", type=click.Path(file_okay=False), default="traces", show_default=True)
-def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
-    """Prove the spec's safety properties by induction (with its lemmas)."""
+def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
+    """Prove the spec's safety properties by induction (with its lemmas).
+
+    Every solver query gets --rlimit z3 resource units: the verdict does not
+    depend on the machine's load (wall time is reported, never a budget)."""
     from ..checker.prove import NOT_INDUCTIVE, PROVED, UNKNOWN, VIOLATED, cti_trace, prove as run_prove, violation_trace
     from ..checker.trace import write_trace
     from ..checker.z3_encode import EncodeError
     from ..model.lemmas import LemmaError
+    _no_timeout(timeout)
     spec, model = _load(spec_path)
-    try:
-        opts = _prove_options(spec)
-    except _BadInput as e:
-        _fail(str(e))
+    opts = _prove_options(spec)
     k = k or opts.get("k", 1)
-    timeout = timeout or opts.get("timeout", 120.0)
+    budget = Budget(rlimit or opts.get("rlimit", DEFAULT_RLIMIT))
     bmc_depth = opts.get("bmc_depth", 8) if bmc_depth is None else bmc_depth
     any_workers = opts.get("any_workers", False) if any_workers is None else any_workers
     props = spec.checked_properties(model)
@@ -98,7 +85,7 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
         if any_workers:
             from ..checker.parametric import MAX_TRACKED, CutoffError, prove_spec_any_workers
             try:
-                pr = prove_spec_any_workers(spec, props, opts["lemmas"], timeout)
+                pr = prove_spec_any_workers(spec, props, opts["lemmas"], budget=budget)
             except CutoffError as e:
                 _fail(f"{spec.path}: {e}")
             if pr.refused:
@@ -108,7 +95,7 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
             title = (f"prove {spec.name} (any number of workers: {pr.systems} systems of 1-{MAX_TRACKED} workers, "
                      f"{pr.seconds:.1f}s)")
         else:
-            results = run_prove(model, props, opts["lemmas"], k=k, timeout=timeout, bmc_depth=bmc_depth)
+            results = run_prove(model, props, opts["lemmas"], k=k, budget=budget, bmc_depth=bmc_depth)
             title = f"prove {spec.name} ({len(model.threads)} threads)"
     except (LemmaError, EncodeError) as e:
         _fail(f"{spec.path}: prove: {e}")
@@ -135,6 +122,9 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
         table.add_row(r.name if r.kind == "property" else f"{r.name} ({r.kind})",
                       f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", f"{r.seconds:.2f}", detail)
     console.print(table)
+    n_props = [r for r in results if r.kind == "property"]
+    console.print(f"{sum(r.verdict == PROVED for r in n_props)}/{len(n_props)} properties PROVED; "
+                  f"{budget.summary()}")
     verdicts = {r.verdict for r in results if r.kind == "property"}
     if verdicts & {VIOLATED, NOT_INDUCTIVE}:
         sys.exit(1)
@@ -146,22 +136,28 @@ def prove(spec_path, k, timeout, any_workers, bmc_depth, traces_dir):
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--depth", type=click.IntRange(min=0), default=10, show_default=True, help="longest path searched")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="solver time budget in seconds")
+@click.option("--rlimit", type=click.IntRange(min=1, max=MAX_RLIMIT), default=None,
+              help=f"z3 resource units per depth's query (default {DEFAULT_RLIMIT:,})")
+@click.option("--timeout", hidden=True, default=None, help="gone: use --rlimit")
 @click.option("--deadlock/--no-deadlock", default=True, show_default=True,
               help="also look for deadlocks (as the explorer does; the costliest predicate)")
 @click.option("--reduce/--no-reduce", default=True, show_default=True,
               help="partial-order reduction: consecutive independent moves in thread order (same answer)")
 @click.option("--traces-dir", type=click.Path(file_okay=False), default="traces", show_default=True)
-def bmc(spec_path, depth, timeout, deadlock, reduce, traces_dir):
-    """Bounded model checking: a violation on some path of length <= DEPTH."""
+def bmc(spec_path, depth, rlimit, timeout, deadlock, reduce, traces_dir):
+    """Bounded model checking: a violation on some path of length <= DEPTH.
+
+    Each depth's query gets --rlimit z3 resource units (never wall time)."""
     from ..checker.bmc import NO_VIOLATION, VIOLATION, bmc as run_bmc, bmc_trace
     from ..checker.trace import write_trace
     from ..checker.z3_encode import EncodeError
+    _no_timeout(timeout)
     spec, model = _load(spec_path)
     props = spec.checked_properties(model)
+    budget = Budget(rlimit or DEFAULT_RLIMIT)
     try:
         res = run_bmc(model, depth, properties=props + (["deadlock"] if deadlock else []), deadlock=deadlock,
-                      timeout=timeout, reduce=reduce)
+                      budget=budget, reduce=reduce)
     except EncodeError as e:
         _fail(f"{spec.path}: model: {e}")
     console = Console()
@@ -176,4 +172,5 @@ def bmc(spec_path, depth, timeout, deadlock, reduce, traces_dir):
         detail = f"trace{who}: {p}"
     table.add_row(res.verdict, res.property or "-", str(res.depth), f"{res.seconds:.2f}", detail)
     console.print(table)
+    console.print(budget.summary())
     sys.exit(1 if res.verdict == VIOLATION else 0 if res.verdict == NO_VIOLATION else 3)

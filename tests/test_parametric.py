@@ -24,7 +24,7 @@ SAFETY = {"invariant", "assertion", "final"}
 @pytest.mark.parametrize("spec_path", ["specs/41_gtt_fixed.toml", "specs/40_vram_fixed.toml"])
 def test_fixed_spec_is_safe_for_any_number_of_workers(spec_path):
     spec = load_spec(spec_path)
-    pr = prove_spec_any_workers(spec, timeout=3600)   # a verdict, not a speed test: no solver deadline to miss
+    pr = prove_spec_any_workers(spec)    # budgets are z3 resource units: the verdict is the same under load
     assert not pr.refused
     verdicts = {r.name: r.verdict for r in pr.results}
     model = spec.build()
@@ -38,7 +38,7 @@ def test_broken_protocol_is_not_proved_for_any_number_of_workers():
     opts = dict(ALL_FIXES, fix_free_always_releases=False)
     base = Workload(workers=[[("alloc", 1), ("free",)]], shutdown=True)
     pr = prove_any_workers(lambda wl: gtt.make(opts, wl), base, ["no_leak_at_fini", "no_overlap"],
-                           stress_builder=lambda wl: gtt.make(opts, wl, size=1), timeout=None)
+                           stress_builder=lambda wl: gtt.make(opts, wl, size=1))
     res = {r.name: r for r in pr.results}
     assert res["no_leak_at_fini"].verdict == NOT_INDUCTIVE
     assert res["no_leak_at_fini"].cti

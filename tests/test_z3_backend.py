@@ -199,7 +199,7 @@ def test_fixed_models_prove_every_safety_property():
     for mk in (vram, gtt):
         m = mk.make(ALL_FIXES, FULL)
         res = prove(m, None, ["auto", "mask_conflict_free", "held_blocks_distinct", "held_blocks_in_mask",
-                              "mask_is_held_blocks"], timeout=1200)
+                              "mask_is_held_blocks"])
         bad = {r.name: r.verdict for r in res if r.verdict != PROVED}
         assert not bad, (m.name, bad)
         props = {r.name for r in res if r.kind == "property"}
