@@ -17,6 +17,9 @@ from ..model.options import OPTIONS, OptionError
 from ..model.registry import MODELS, build_model, parse_op
 
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
+# spec.kind: what a spec's defect is a defect of. "defect": of the document as written (under the spec's
+# readings); "fix_hazard": of this project's own fixes, reachable only with the fixes the spec turns on
+KINDS = ("defect", "fix_hazard")
 MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 PROVE_FIELDS = ("lemmas", "k", "any_workers", "bmc_depth", "rlimit")
@@ -56,13 +59,20 @@ class Spec:
     retry_count: int | None = None   # allocator.retry_count: PDDGPU_*_ALLOC_RETRY_COUNT (None: the document's 3)
     expect_prove: str | None = None  # expect.prove (PROVE_VERDICTS; None: not stated)
     expect_proved: int | list | None = None   # expect.proved: how many / which properties z3 proves
+    # expect.vacuous: the properties an OK run is expected to leave unexercised (None: no demand, as for a
+    # defect spec's +fix run, which must only exercise ``must_exercise``)
+    expect_vacuous: list | None = None
+    must_exercise: list = field(default_factory=list)
+    kind: str = "defect"             # spec.kind (KINDS)
 
     def with_fixes(self) -> "Spec":
         """The same check with the spec's named fixes on: it must verify."""
         from dataclasses import replace
         return replace(self, name=f"{self.name}+fix", fixes={**self.fixes, **{f: True for f in self.fixed_by}},
                        expect_verdict="OK", expect_property=None, fixed_by=[], expect_prove=None,
-                       expect_proved=None)
+                       expect_proved=None, expect_vacuous=None,
+                       # a fix is verified only if the run reached the step where the defect did harm
+                       must_exercise=[self.expect_property] if self.expect_property else [])
 
     @property
     def options(self) -> dict:
@@ -115,7 +125,7 @@ def load_spec(path) -> Spec:
         raise SpecError(path, "toml", f"not valid TOML ({e})") from None
     _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove"), path, "")
     s = _get(raw, "spec", dict, path, "", required=True)
-    _known(s, ("name", "model", "description", "defect", "fixed_by"), path, "spec")
+    _known(s, ("name", "model", "description", "defect", "fixed_by", "kind"), path, "spec")
     model = _get(s, "model", str, path, "spec", required=True)
     if model not in MODELS:
         raise SpecError(path, "spec.model", f"unknown model '{model}' (known: {', '.join(MODELS)})")
@@ -171,8 +181,8 @@ def load_spec(path) -> Spec:
         for op in parsed:
             if op[0] == "alloc" and op[1] > size:
                 raise SpecError(path, f"{where}.ops", f"alloc {op[1]} is larger than the allocator ({size})")
-            if op[0] == "alloc" and model == "vram" and op[1] & (op[1] - 1):
-                raise SpecError(path, f"{where}.ops", f"VRAM allocations are powers of two, not {op[1]}")
+            # any VRAM request from 1 to the size: the buddy places it in one block of it rounded up to a power of
+            # two (model/geometry.py block_units), which a power-of-two VRAM of at least N always has room for
         workers += [parsed for _ in range(count)]
     counts = {}
     for k in ("error_injectors", "recoverers", "stats_readers"):
@@ -202,7 +212,7 @@ def load_spec(path) -> Spec:
             raise SpecError(path, f"check.{k}", f"must be positive, not {v}")
 
     e = _get(raw, "expect", dict, path, "", required=True)
-    _known(e, ("verdict", "property", "prove", "proved"), path, "expect")
+    _known(e, ("verdict", "property", "prove", "proved", "vacuous"), path, "expect")
     verdict = _get(e, "verdict", str, path, "expect", required=True)
     if verdict not in VERDICTS:
         raise SpecError(path, "expect.verdict", f"must be one of {', '.join(VERDICTS)}, not {verdict!r}")
@@ -220,6 +230,12 @@ def load_spec(path) -> Spec:
     for i, f in enumerate(spec.fixed_by):
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
             raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")
+    spec.kind = _get(s, "kind", str, path, "spec", default="defect")
+    if spec.kind not in KINDS:
+        raise SpecError(path, "spec.kind", f"must be one of {', '.join(KINDS)}, not {spec.kind!r}")
+    if spec.kind == "fix_hazard" and not (spec.defect and any(spec.fixes.values())):
+        raise SpecError(path, "spec.kind", "a fix_hazard names its hazard (spec.defect) and turns on, in [fixes], "
+                                           "the fixes of this project it is a hazard of")
     try:
         m = spec.build()
     except OptionError as err:
@@ -229,7 +245,17 @@ def load_spec(path) -> Spec:
     if eprop and eprop not in m.properties and eprop not in ALWAYS:
         raise SpecError(path, "expect.property", f"unknown property '{eprop}'")
     _check_z3_expectation(spec, m)
+    vac = _get(e, "vacuous", list, path, "expect")
+    if vac is not None:
+        if verdict != "OK":
+            raise SpecError(path, "expect.vacuous", "only an OK expectation can name vacuous properties")
+        for i, p in enumerate(vac):
+            if not isinstance(p, str) or p not in m.properties:
+                raise SpecError(path, f"expect.vacuous[{i}]", f"unknown property {p!r}")
+    # an OK spec exercises every property it checks unless it says which it cannot reach
+    spec.expect_vacuous = vac if vac is not None else ([] if verdict == "OK" else None)
     return spec
+
 
 def _prove_table(p: dict, path) -> dict:
     """``[prove]``: lemmas, k, any_workers, bmc_depth, rlimit (z3 resource units per query)."""

@@ -32,7 +32,8 @@ def print_check_table(out, outcomes, proofs=None):
         exp = s.expect_verdict + (f"({s.expect_property})" if s.expect_property else "")
         st = r.stats
         depth = str(len(r.path) - 1) if r.path else str(st["diameter"])
-        row = [s.name, s.model, _threads_summary(s), exp, f"[{COLOR[r.verdict]}]{r.label}[/]",
+        vac = f" [yellow]({len(o.vacuous)} vacuous)[/]" if o.vacuous else ""
+        row = [s.name, s.model, _threads_summary(s), exp, f"[{COLOR[r.verdict]}]{r.label}[/]{vac}",
                f"{st['states']:,}", f"{st['transitions']:,}", depth, f"{st['seconds']:.2f}s",
                "[green]✓[/]" if o.matches else "[bold red]✗[/]"]
         if proofs:
@@ -60,6 +61,11 @@ def print_outcome(out, o):
               + (", symmetry reduction on" if st.get("symmetry") else "")
               + (f", hash compaction (collision probability {st['collision_probability']})"
                  if st.get("hash_compact") else ""))
+    if st.get("vacuous"):
+        out.print("  [yellow]vacuous[/] (checked, never exercised by any reached state: this OK says nothing of "
+                  "them): " + ", ".join(st["vacuous"]), markup=True)
+    if st.get("absent"):
+        out.print("  not applicable (checked at no step of this configuration): " + ", ".join(st["absent"]))
     if o.trace_path:
         out.print(f"  shortest counterexample ({len(r.path) - 1} steps) written to {o.trace_path}")
 

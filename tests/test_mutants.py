@@ -43,7 +43,7 @@ MUTANTS = {
     "alloc_recheck_dropped": [(ManagerBase, "alloc", ('if not self.is_ready("recheck"):',
                                                       'if not (self.is_ready("recheck") or True):'))],
     # free forgets atomic64_sub(size, &mgr->used)
-    "free_skips_used_decrement": [(VramManager, "_stats_sub", ("self.used.sub(res.size, at=at)",
+    "free_skips_used_decrement": [(VramManager, "_stats_sub", ("self.used.sub(self._allocated(res), at=at)",
                                                                "self.used.sub(0, at=at)"))],
     # is_ready tests ERROR where the document tests SHUTDOWN
     "is_ready_wrong_flag": [(ManagerBase, "is_ready", ("return not (s & STATE_SHUTDOWN)", "return not (s & STATE_ERROR)"),
