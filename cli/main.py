@@ -107,7 +107,8 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
             "verdict": o.result.verdict, "property": o.result.property, "thread":
                 o.model.threads[o.result.thread].name if o.result.thread is not None else None,
             "expected": {"verdict": o.spec.expect_verdict, "property": o.spec.expect_property},
-            "as_expected": o.matches, "stats": o.result.stats,
+            "as_expected": o.matches, "stats": o.result.stats, "vacuous": o.vacuous,
+            "expected_vacuous": o.spec.expect_vacuous,
             "trace": str(o.trace_path) if o.trace_path else None,
             "proof": proofs[o.spec.name].as_json() if proofs.get(o.spec.name) else None}
             for o in outcomes], indent=1) + "\n")
@@ -187,12 +188,16 @@ def show(trace):
               help="Also write the table as markdown (e.g. docs/BENCH.md).")
 @click.option("--max-states", type=click.IntRange(min=1), default=20_000_000, show_default=True)
 @click.option("--proofs", is_flag=True, help="Time prove --any-workers on the fixed specs instead.")
+@click.option("--mutate", "mutation", is_flag=True, help="Time mutate (mutation testing) on the fixed specs instead.")
 @input_errors
-def bench(worker_counts, output, max_states, proofs):
+def bench(worker_counts, output, max_states, proofs, mutation):
     """Explore the fixed VRAM and GTT specs at 1..5 workers; time, rate, memory."""
-    from ..checker.bench import run_bench, run_proof_bench
+    from ..checker.bench import run_bench, run_mutate_bench, run_proof_bench
     if proofs:
         run_proof_bench(out, output)
+        return
+    if mutation:
+        run_mutate_bench(out, output)
         return
     try:
         counts = [int(x) for x in worker_counts.split(",")]
@@ -241,6 +246,8 @@ def _register_optional():
 
 
 _register_optional()
+from .mutate_command import mutate  # noqa: E402 - mutation testing lives in its own module, like the z3 commands
+main.add_command(mutate)
 
 if __name__ == "__main__":
     main()

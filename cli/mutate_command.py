@@ -1,0 +1,153 @@
+"""``pddgpu-verify mutate SPEC...``: mutation testing of a spec's properties (``checker/mutate.py``).
+
+Exit codes: 0 every mutant that is not equivalent is caught, in every spec; 1 some mutant survived (or its
+search was incomplete); 2 bad input (one line ``pddgpu-verify: error: FILE: FIELD: message``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..checker.spec import SpecError, load_spec
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+COLOR = {"caught": "green", "survived": "bold red", "equivalent": "cyan", "unbuildable": "yellow",
+         "incomplete": "yellow"}
+
+
+def _fail(msg: str):
+    click.echo(f"pddgpu-verify: error: {msg}", err=True)
+    sys.exit(2)
+
+
+def _load(path: Path, select):
+    """The spec, its check configuration and the mutants asked for; every input error before any search."""
+    from ..checker import mutate as M
+    try:
+        spec = load_spec(path)
+        model = spec.build()
+    except SpecError as e:
+        _fail(str(e))
+    except ValueError as e:          # an option error surfacing from the model builder
+        _fail(f"{path}: {getattr(e, 'field', 'spec')}: {e}")
+    if spec.expect_verdict != "OK":
+        _fail(f"{path}: expect.verdict: mutation testing needs a spec expected to verify (OK), not "
+              f"{spec.expect_verdict}")
+    mutants, _ = M.catalogue(model)
+    known = set(M.OPERATORS) | {m.id for m in mutants}
+    for s in select:
+        if s not in known:
+            _fail(f"{path}: --operator: no operator or mutant '{s}' (operators: {', '.join(M.OPERATORS)})")
+    return spec, mutants
+
+
+def _progress(name, total):
+    seen = [0]
+    tty = sys.stderr.isatty()
+
+    def tick(o):
+        seen[0] += 1
+        if tty:
+            print(f"\r  {name}: {seen[0]}/{total} mutants decided", end="", file=sys.stderr, flush=True)
+            if seen[0] == total:
+                print(file=sys.stderr)
+    return tick
+
+
+def _table(report, with_proof) -> Table:
+    t = Table(title=f"pddgpu-verify mutate: {report.subject}", show_lines=False)
+    for col in ("mutant", "operator", "description", "verdict", "caught by", "time"):
+        t.add_column(col, justify="right" if col == "time" else "left", overflow="fold")
+    if with_proof:
+        t.add_column("z3 (prove)")
+    for o in report.outcomes:
+        by = f"{o.property} ({o.trace} steps)" if o.property else ""
+        row = [o.id, o.operator, o.description, f"[{COLOR[o.verdict]}]{o.verdict}[/]", by, f"{o.seconds:.1f}s"]
+        if with_proof:
+            row.append(o.proof or "")
+        t.add_row(*row)
+    return t
+
+
+def score_line(report) -> str:
+    o = report.original
+    return (f"{report.subject}: mutation score {report.score} caught ({len(report.outcomes)} mutants of "
+            f"{len(report.operators)} operator kind{'s' if len(report.operators) != 1 else ''}, "
+            f"{report.count('equivalent')} equivalent, "
+            f"{report.count('unbuildable')} unbuildable; original {o['states']:,} states in {o['seconds']:.1f}s) "
+            f"in {report.seconds:.1f}s")
+
+
+def print_report(report, *, summary=False, with_proof=False):
+    if not summary:
+        out.print(_table(report, with_proof))
+    for verdict, what in (("survived", "survived (a property is missing)"), ("incomplete", "incomplete"),
+                          ("unbuildable", "unbuildable (skipped)"), ("equivalent", "equivalent (not scored)")):
+        items = [o for o in report.outcomes if o.verdict == verdict]
+        if not items or (summary and verdict == "equivalent"):
+            continue
+        out.print(f"[{COLOR[verdict]}]{what}: {len(items)}[/]")
+        for o in items:
+            out.print(f"  {o.id}: {o.description}" + (f" [{o.detail}]" if o.detail else ""))
+    if report.skipped and not summary:
+        out.print(f"left out: {len(report.skipped)} rewrite(s) identical to the original or to an earlier mutant")
+    out.print(("[bold green]" if report.full else "[bold red]") + score_line(report) + "[/]")
+
+
+def as_json(spec, report) -> dict:
+    from dataclasses import asdict
+    o = report.original
+    return {"spec": spec.name, "file": str(spec.path), "score": report.score, "full": report.full,
+            "caught": report.count("caught"), "scored": report.denominator, "mutants": len(report.outcomes),
+            "operators": report.operators, "seconds": report.seconds,
+            "original": {k: o[k] for k in ("verdict", "states", "seconds")},
+            "outcomes": [asdict(x) for x in report.outcomes],
+            "left_out": [{"id": i, "reason": r} for i, r in report.skipped]}
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--prove", "with_proof", is_flag=True,
+              help="Also run the z3 prove (as the spec's [prove] table asks) on each mutant.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Searches at a time (default: one per core).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every mutant's outcome as JSON.")
+@click.option("--operator", "select", multiple=True,
+              help="Only this operator, or this mutant id (repeatable).")
+@click.option("--list", "list_only", is_flag=True, help="Print the catalogue of mutants; search nothing.")
+@click.option("--summary", is_flag=True, help="Only the mutants not caught and the score line.")
+@click.option("--budget", type=click.FloatRange(min=1), default=4.0, show_default=True,
+              help="A mutant's search stops after this many times the original's states (then: incomplete).")
+def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget):
+    """Mutation testing: every careless change the operators make to SPEC's model must break a property."""
+    from ..checker import mutate as M
+    loaded = [(_load(p, select)) for p in specs]
+    if list_only:
+        for spec, mutants in loaded:
+            chosen = [m for m in mutants if not select or m.operator in select or m.id in select]
+            t = Table(title=f"mutants of {spec.name}: {len(chosen)} of {len({m.operator for m in chosen})} "
+                            "operator kinds")
+            for col in ("mutant", "description"):
+                t.add_column(col, overflow="fold")
+            for m in chosen:
+                t.add_row(m.id, m.description)
+            out.print(t)
+        sys.exit(0)
+    reports = []
+    for spec, mutants in loaded:
+        n = sum(1 for m in mutants if not select or m.operator in select or m.id in select)
+        try:
+            r = M.run(spec, M.check_config(spec), jobs=jobs, with_proof=with_proof, select=list(select) or None,
+                      progress=_progress(spec.name, n), budget=budget)
+        except M.BadSubject as e:
+            _fail(f"{spec.path}: check: {e}")
+        print_report(r, summary=summary, with_proof=with_proof)
+        reports.append((spec, r))
+    if json_out:
+        json_out.write_text(json.dumps([as_json(s, r) for s, r in reports], indent=1) + "\n")
+    sys.exit(0 if all(r.full for _, r in reports) else 1)

@@ -1,0 +1,248 @@
+"""Mutation testing (``checker/mutate.py``, ``pddgpu-verify mutate``): the operators' catalogue on the fixed
+specs, named mutants caught by named properties, equivalent mutants recognised as such, a weakened property set
+that lets a named mutant through, and the command's exit codes.  Everything that searches runs on two workers
+and nothing else (a few hundred states)."""
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import toy_models
+from pddgpu_verify.checker import mutate as M
+from pddgpu_verify.checker.spec import load_spec
+from pddgpu_verify.cli.main import main
+from pddgpu_verify.model.builder import ProgramBuilder
+from pddgpu_verify.model.compile import symmetry_groups
+from pddgpu_verify.model.expr import Local, Var, eq
+from pddgpu_verify.model.program import Model, Property, ThreadDef, VarDecl
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXED = [ROOT / "specs" / "40_vram_fixed.toml", ROOT / "specs" / "41_gtt_fixed.toml"]
+DROP_ALLOC_LOCK = "drop_lock:worker:op0.alloc.lock"
+
+SMALL = """
+[spec]
+name = "small"
+model = "{model}"
+
+[readings]
+fini_concurrent = true
+
+[fixes]
+fix_free_always_releases = true
+fix_fini_evicts = true
+fix_is_ready = true
+fix_recover_reinit = true
+fix_recover_state = true
+fix_retry_unlock = true
+fix_stats_snapshot = true
+
+[allocator]
+size = 4
+
+[threads]
+workers = [{{count = 2, ops = ["alloc 1", "free"]}}]
+shutdown = {shutdown}
+
+[check]
+properties = {properties}
+
+[expect]
+verdict = "{verdict}"
+"""
+
+
+def small(tmp_path, model="vram", properties='"all"', verdict="OK", name="small.toml", shutdown=False) -> Path:
+    """Two workers, each alloc 1 then free, on the fixed protocol: nothing else runs (but fini, if asked)."""
+    p = tmp_path / name
+    p.write_text(SMALL.format(model=model, properties=properties, verdict=verdict, shutdown=str(shutdown).lower()))
+    return p
+
+
+def without(path: Path, prop: str) -> str:
+    """The spec's checked properties but ``prop``, as a TOML list."""
+    spec = load_spec(path)
+    names = [p for p in spec.checked_properties(spec.build()) if p != prop]
+    assert len(names) >= 10 and prop not in names
+    return "[" + ", ".join(f'"{n}"' for n in names) + "]"
+
+
+def outcome(report, mid) -> M.Outcome:
+    return next(o for o in report.outcomes if o.id == mid)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# ---------------------------------------------------------------------------------------------- the catalogue
+
+@pytest.mark.parametrize("path", FIXED, ids=[p.stem for p in FIXED])
+def test_fixed_specs_have_at_least_40_mutants_of_8_operator_kinds_and_every_one_builds(path):
+    spec = load_spec(path)
+    mutants, _ = M.catalogue(spec.build())
+    kinds = {m.operator for m in mutants}
+    assert len(kinds) >= 8, sorted(kinds)
+    assert len(mutants) >= 40
+    assert len({m.id for m in mutants}) == len(mutants)
+    for m in mutants:
+        assert m.id.startswith(f"{m.operator}:{m.role}:{m.label}") and m.description and m.changed
+        model = M.build_mutant(spec, m)          # well formed: Model.check_wellformed ran
+        assert any(t.program == m.program for t in model.threads)
+
+
+def test_a_mutant_rewrites_the_program_of_every_worker_of_the_group_and_keeps_their_symmetry(tmp_path):
+    spec = load_spec(small(tmp_path))
+    model = spec.build()
+    m = next(x for x in M.catalogue(model)[0] if x.id == DROP_ALLOC_LOCK)
+    mutant = M.build_mutant(spec, m)
+    workers = [t for t in mutant.threads if t.program.role == "worker"]
+    assert len(workers) == 2 and all(t.program == m.program for t in workers)
+    assert symmetry_groups(mutant) == symmetry_groups(model) == [[0, 1]]
+    lock = next(s for s in m.program.steps if s.label == "op0.alloc.lock")
+    assert lock.kind == "plain" and not any(t.name == "lock" for b in lock.branches for t, _ in b.updates)
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+def test_dropping_the_lock_around_the_allocator_call_is_caught_by_allocator_lock_held(tmp_path):
+    spec = load_spec(small(tmp_path))
+    r = M.run(spec, M.check_config(spec), jobs=1, select=[DROP_ALLOC_LOCK])
+    o = outcome(r, DROP_ALLOC_LOCK)
+    assert (o.verdict, o.property) == ("caught", "allocator_lock_held")
+    assert o.trace == 4          # dev_check, mgr_check, the lock that is no longer one, recheck: at the call
+    assert r.full and r.score == "1/1"
+
+
+def test_without_allocator_lock_held_the_same_mutant_survives(tmp_path):
+    """The allocator call is one atomic step of the model: only lockdep's assertion sees it run unlocked."""
+    path = small(tmp_path)
+    spec = load_spec(small(tmp_path, properties=without(path, "allocator_lock_held"), name="weak.toml"))
+    r = M.run(spec, M.check_config(spec), jobs=1, select=[DROP_ALLOC_LOCK])
+    o = outcome(r, DROP_ALLOC_LOCK)
+    assert o.verdict == "survived", o
+    assert not r.full and r.score == "0/1"
+    # the lock word differs, but only while a worker is inside alloc: between calls the states are the original's
+    assert o.observable is False and "only inside the call" in o.detail
+
+
+def test_splitting_an_atomic_increment_is_caught_by_the_lost_update(tmp_path):
+    class Toy:
+        name = "lost_update"
+
+        def build(self):
+            return toy_models.lost_update(2, atomic=True)
+    r = M.run(Toy(), M.CheckConfig(), jobs=1, select=["split_rmw"])
+    o = outcome(r, "split_rmw:inc:inc:counter")
+    assert (o.verdict, o.property) == ("caught", "no_lost_update")
+
+
+class Independent:
+    """Thread a, in one call, sets x then y; thread b sets z, or (``observer``) reads x - y into a local."""
+    name = "independent"
+
+    def __init__(self, observer=False):
+        self.observer = observer
+
+    def build(self):
+        a = ProgramBuilder("setter")
+        a.go("set_x", "set_y", [(Var("x"), 1)], call="op")
+        a.go("set_y", "done", [(Var("y"), 1)], call="op")
+        b = ProgramBuilder("other")
+        b.local("d", bits=8)
+        if self.observer:
+            b.go("look", "done", [(Local("d"), Var("x") - Var("y"))])
+        else:
+            b.go("look", "done", [(Var("z"), 1)])
+        props = {"both_set": Property("both_set", "final", "x and y end up set", eq(Var("x") + Var("y"), 2))}
+        return Model("independent", (VarDecl("x", 8), VarDecl("y", 8), VarDecl("z", 8)),
+                     (ThreadDef("a", a.build()), ThreadDef("b", b.build())), props)
+
+
+def test_swapping_two_independent_steps_is_equivalent_and_an_observer_makes_it_survive():
+    swap = "swap_steps:setter:set_x"
+    r = M.run(Independent(), M.CheckConfig(), jobs=1, select=[swap])
+    o = outcome(r, swap)
+    assert o.verdict == "equivalent", o
+    assert "reaches the original" in o.detail
+    assert r.denominator == 0 and r.full
+    # b now sees x - y mid-call and keeps it: 1 in the original, -1 in the mutant
+    r = M.run(Independent(observer=True), M.CheckConfig(), jobs=1, select=[swap])
+    o = outcome(r, swap)
+    assert o.verdict == "survived" and o.observable is True
+
+
+def test_a_mutant_of_code_the_original_never_reaches_is_equivalent_without_a_search(tmp_path):
+    """Two single-block allocations in four blocks never fail: the failure path is dead code."""
+    spec = load_spec(small(tmp_path))
+    mid = "drop_update:worker:op0.alloc.fail:ret"
+    r = M.run(spec, M.check_config(spec), jobs=1, select=[mid])
+    o = outcome(r, mid)
+    assert o.verdict == "equivalent" and "never reaches" in o.detail
+    assert o.states is None                       # decided from the original's search alone
+
+
+def test_a_gtt_free_that_skips_the_allocator_deadlocks_fini_and_survives_without_it(tmp_path):
+    """GTT's used_size is the allocator's own count, so a skipped free leaves used and the allocator agreeing:
+    only fini sees the block that stayed, and (fix_fini_evicts) waits for it forever."""
+    mid = "skip_free:worker:op1.free.free_call"
+    spec = load_spec(small(tmp_path, model="gtt", shutdown=True))
+    o = outcome(M.run(spec, M.check_config(spec), jobs=1, select=[mid]), mid)
+    assert (o.verdict, o.property) == ("caught", "deadlock")
+    spec = load_spec(small(tmp_path, model="gtt", name="nofini.toml"))
+    assert outcome(M.run(spec, M.check_config(spec), jobs=1, select=[mid]), mid).verdict == "survived"
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+def test_cli_exit_0_when_every_mutant_that_is_not_equivalent_is_caught(tmp_path):
+    res = run("mutate", small(tmp_path), "--operator", "drop_unlock", "--jobs", "1", "--json", tmp_path / "m.json")
+    assert res.exit_code == 0, res.output
+    assert "mutation score" in res.output and "returns_without_lock" in res.output
+    import json
+    [data] = json.loads((tmp_path / "m.json").read_text())
+    assert data["full"] and data["caught"] == data["scored"] >= 2
+
+
+def test_cli_exit_1_when_a_mutant_survives(tmp_path):
+    path = small(tmp_path, properties=without(small(tmp_path), "allocator_lock_held"), name="weak.toml")
+    res = run("mutate", path, "--operator", DROP_ALLOC_LOCK, "--jobs", "1")
+    assert res.exit_code == 1, res.output
+    assert "survived" in res.output and "0/1" in res.output
+
+
+@pytest.mark.parametrize("case", ["missing", "defect_spec", "bad_field", "unknown_operator"])
+def test_cli_exit_2_on_bad_input_with_one_line(tmp_path, case):
+    path = small(tmp_path)
+    args = [path]
+    if case == "missing":
+        args = [tmp_path / "nope.toml"]
+    elif case == "defect_spec":
+        args = [ROOT / "specs" / "01_vram_free_during_shutdown.toml"]
+    elif case == "bad_field":
+        path.write_text(path.read_text().replace("size = 4", "size = 3"))
+    else:
+        args += ["--operator", "no_such_operator"]
+    res = CliRunner().invoke(main, ["mutate", *map(str, args), "--jobs", "1"])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pddgpu-verify: error: ") and "Traceback" not in res.stderr
+    field = {"missing": ": file: ", "defect_spec": ": expect.verdict: ", "bad_field": ": allocator.size: ",
+             "unknown_operator": ": --operator: "}[case]
+    assert field in lines[0]
+
+
+def test_cli_list_counts_the_fixed_catalogue_without_searching():
+    res = run("mutate", FIXED[0], "--list")
+    assert res.exit_code == 0
+    assert "operator kinds" in res.output and DROP_ALLOC_LOCK in res.output
+
+
+def test_a_parallel_run_decides_every_mutant_as_one_process_does(tmp_path):
+    spec = load_spec(small(tmp_path))
+    chosen = ["drop_unlock", "split_rmw", "drop_stat_update"]
+    one = M.run(spec, M.check_config(spec), jobs=1, select=chosen)
+    two = M.run(spec, M.check_config(spec), jobs=2, select=chosen)
+    assert [(o.id, o.verdict, o.property) for o in one.outcomes] == [(o.id, o.verdict, o.property)
+                                                                      for o in two.outcomes]
+    assert {o.verdict for o in one.outcomes} >= {"caught", "equivalent"}
