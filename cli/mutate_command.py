@@ -47,15 +47,21 @@ def _load(path: Path, select):
 
 
 def _progress(name, total):
-    seen = [0]
+    """A live line on a terminal; in a log (make check) one line a minute."""
+    import time
+    seen, last, t0 = [0], [time.perf_counter()], time.perf_counter()
     tty = sys.stderr.isatty()
 
     def tick(o):
         seen[0] += 1
+        now = time.perf_counter()
         if tty:
             print(f"\r  {name}: {seen[0]}/{total} mutants decided", end="", file=sys.stderr, flush=True)
             if seen[0] == total:
                 print(file=sys.stderr)
+        elif now - last[0] >= 60 and seen[0] < total:
+            last[0] = now
+            print(f"  {name}: {seen[0]}/{total} mutants decided ({now - t0:.0f}s)", file=sys.stderr, flush=True)
     return tick
 
 
