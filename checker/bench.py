@@ -110,7 +110,7 @@ MUTATE_SECTION = "## mutate"
 
 def run_mutate_bench(out, output: Path | None, specs=PROOF_SPECS):
     """``mutate`` on the fixed specs (one search per core): mutants, operator kinds, verdicts, score, time."""
-    from ..cli.mutate_command import score_line
+    from ..cli.mutate_command import print_report
     from .mutate import check_config, run
     from .spec import load_spec
     rows = []
@@ -124,7 +124,7 @@ def run_mutate_bench(out, output: Path | None, specs=PROOF_SPECS):
         t.add_row(sp, str(len(r.outcomes)), str(len(r.operators)), str(r.count("caught")),
                   str(r.count("equivalent")), str(r.count("survived") + r.count("incomplete")), r.score,
                   f"{r.original['states']:,} states", f"{r.seconds:.0f}s")
-        out.print("  " + score_line(r))
+        print_report(r, summary=True)
     out.print(t)
     if output:
         lines = [MUTATE_SECTION, "",

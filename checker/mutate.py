@@ -36,11 +36,12 @@ Equivalents are listed apart and left out of the score's denominator.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ..model import builder as B
 from ..model import expr as E
@@ -140,7 +141,7 @@ def _upd(target, value) -> str:
     return f"{target.name} := {show(value)}"
 
 
-# ---------------------------------------------------------------------------------------------- the model seen by the operators
+# ------------------------------------------------------------------------------------ the model seen by the operators
 
 class Ctx:
     """What the operators need to know of the model around a program."""
@@ -323,8 +324,9 @@ def skip_check(ctx: Ctx):
         if not go or len(go) == len(st.branches) or len({br.guard for br in go}) != 1:
             continue
         new = replace(st, branches=tuple(replace(br, guard=E.TRUE) for br in go))
-        yield (st.label, "", f"{ctx.where(st)}: the check at {st.label} ({show(go[0].guard)}) is deleted: always "
-                             f"on to {go[0].goto}", {st.label: new}, {}, ())
+        bail = "; ".join(f"if {show(br.guard)} -> {br.goto}" for br in st.branches if br not in go)
+        yield (st.label, "", f"{ctx.where(st)}: the bail-out at {st.label} ({bail}) is deleted: always on to "
+                             f"{go[0].goto}", {st.label: new}, {}, ())
 
 
 @operator("a wait deleted: the step no longer waits for its condition")
@@ -722,14 +724,13 @@ def check_config(spec, properties=None) -> CheckConfig:
     return CheckConfig(properties, spec.symmetry, spec.max_states, spec.max_depth, spec.liveness)
 
 
-MOD128 = (1 << 128) - 1
+MOD64 = (1 << 64) - 1
 
 
 class Fingerprints:
-    """Order-independent fingerprints of sets of states, one per hidden set ({thread: pcs}): the count and the
-    sum mod 2^128 of a 128-bit hash of the canonical key of every state in which no thread is at one of its
-    hidden pcs.  The explorer hands each distinct state over once.  With ``reached``, also the pcs each
-    thread reached."""
+    """Order-independent fingerprints of sets of states, one per hidden set ({thread: pcs}): the number of
+    distinct keys, and their 64-bit hashes summed mod 2^64, over the states in which no thread is at one of the
+    set's hidden pcs.  With ``reached``, also the pcs each thread reached."""
 
     def __init__(self, layout, hidden_sets, reached=False):
         self.n = len(hidden_sets)
@@ -742,6 +743,7 @@ class Fingerprints:
         # only the threads that hide something (or all of them, to record what they reach) are looked at
         self.watch = [(slot, excl[t]) for t, slot in enumerate(slots) if reached or any(excl[t])]
         self.reached = [set() for _ in slots] if reached else None
+        self.seen: set = set()
         self.sums: dict = {}          # bit mask of the hidden sets a state is hidden from -> (count, sum)
 
     def add(self, s, key: bytes):
@@ -751,9 +753,12 @@ class Fingerprints:
             m |= excl[pc]
             if self.reached is not None:
                 self.reached[t].add(pc)
-        h = int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "little")
+        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        if h in self.seen:            # another state with the same observable part
+            return
+        self.seen.add(h)
         c = self.sums.get(m)
-        self.sums[m] = (c[0] + 1, (c[1] + h) & MOD128) if c else (1, h)
+        self.sums[m] = (c[0] + 1, (c[1] + h) & MOD64) if c else (1, h)
 
     def result(self) -> list:
         out = []
@@ -761,7 +766,7 @@ class Fingerprints:
             n = h = 0
             for m, (c, s) in self.sums.items():
                 if not m >> k & 1:
-                    n, h = n + c, (h + s) & MOD128
+                    n, h = n + c, (h + s) & MOD64
             out.append((n, h))
         return out
 
@@ -789,27 +794,20 @@ def running(model: Model, program: Program) -> tuple:
 
 
 def compiled(model: Model, cfg: CheckConfig, properties, on_state=None):
-    """``model`` compiled for the check; ``on_state(state, canonical key)`` runs once per distinct state
-    reached (the explorer checks each new state exactly once, right after computing its key: the key is
-    taken from there when it is the same state object, else computed again)."""
+    """``model`` compiled for the check; ``on_state(state)`` runs once per distinct state reached (the explorer
+    checks each new state exactly once)."""
     props = [p for p in properties if p in model.properties] + [p for p in model.bounds if p not in properties]
     comp = compile_model(model, props, cfg.symmetry and not cfg.liveness)
     if on_state is None:
         return comp
-    inner, inner_canon = comp.check, comp.canon
-    last = [None, None]
-
-    def canon(s):
-        k = inner_canon(s)
-        last[0], last[1] = s, k
-        return k
+    inner = comp.check
 
     def check(s):
         v = inner(s)
         if v is None:
-            on_state(s, last[1] if last[0] is s else inner_canon(s))
+            on_state(s)
         return v
-    return replace(comp, check=check, canon=canon)
+    return replace(comp, check=check)
 
 
 def search(comp, cfg: CheckConfig, budget: int | None = None):
@@ -840,6 +838,60 @@ def projection(mutant_model: Model, original: Model):
             out.append(v)
         return tuple(out)
     return project
+
+
+def unobserved(model: Model) -> set:
+    """Variables (layout names) no behaviour depends on: the ghosts, and the variables nothing reads (no guard,
+    no assignment, no assertion, no property)."""
+    read = set()
+
+    def note(e, tid):
+        for n in E.walk(e):
+            if isinstance(n, E.Var):
+                read.add(n.name)
+            elif isinstance(n, E.Local):
+                t = tid if n.thread is None else n.thread
+                read.add(f"{model.threads[t].name}.{n.name}" if t is not None else n.name)
+    for p in model.properties.values():
+        for e in (p.expr, getattr(p, "trigger", None)):
+            if e is not None:
+                note(e, None)
+    out = set()
+    for t, th in enumerate(model.threads):
+        for st in th.program.steps:
+            for br in st.branches:
+                note(br.guard, t)
+                for _, v in br.updates:
+                    note(v, t)
+            for _, a in st.asserts:
+                note(a, t)
+        out |= {f"{th.name}.{n}" for n in Ctx(model, th.program).ghost_locals}
+    out |= {v.name for v in model.shared if v.doc.lower().startswith("ghost")}
+    return out | {d.name for d in model.layout.decls if d.kind != "pc" and d.name not in read}
+
+
+class Observer:
+    """What equivalence compares of a state: mapped onto the original's layout, the unobserved variables reset
+    to their initial values, canonical under the original's symmetry.  ``key(s)`` is None for a state the
+    original's layout has no place for (a thread at an added step)."""
+
+    def __init__(self, model: Model, original: Model, canon):
+        self.project = projection(model, original)
+        names = set(unobserved(original))
+        self.blank = [(i, d.init) for i, d in enumerate(original.layout.decls) if d.name in names]
+        self.canon = canon
+
+    def key(self, s):
+        if self.project is not None:
+            s = self.project(s)
+            if s is None:
+                return None
+        if self.blank:
+            s = list(s)
+            for i, v in self.blank:
+                s[i] = v
+            s = tuple(s)
+        return self.canon(s)
 
 
 # ---------------------------------------------------------------------------------------------- the runner
@@ -915,6 +967,13 @@ def prepared(subject, cfg: CheckConfig, select=None) -> dict:
     return _CACHE[key]
 
 
+def _canon(p: dict, cfg: CheckConfig):
+    """The original's canonical key (made once per process)."""
+    if p["canon"] is None:
+        p["canon"] = compile_model(p["model"], [], cfg.symmetry and not cfg.liveness).canon
+    return p["canon"]
+
+
 def _original_job(subject, cfg, select):
     """The original: its verdict, the steps it reaches and, for every mutant, the fingerprints of its states
     outside the mutant's rewritten region and outside the mutant's calls."""
@@ -932,8 +991,9 @@ def _original_job(subject, cfg, select):
                 sets.append(hs)
             where.setdefault(mid, []).append(index[k])
     fp = Fingerprints(model.layout, sets, reached=True)
+    seen = Observer(model, model, _canon(p, cfg))
     t0 = time.perf_counter()
-    r = search(compiled(model, cfg, p["props"], fp.add), cfg)
+    r = search(compiled(model, cfg, p["props"], lambda s: fp.add(s, seen.key(s))), cfg)
     res = fp.result()
     return {"verdict": r.label, "ok": r.verdict == "OK", "states": r.stats["states"],
             "seconds": round(time.perf_counter() - t0, 2), "reached": [sorted(x) for x in fp.reached],
@@ -952,17 +1012,12 @@ def _mutant_job(subject, cfg, select, mid, with_proof=False, budget=None):
         return out, None
     threads = running(mm, m.program)
     fp = Fingerprints(mm.layout, [_pcs(mm, threads, m.hidden), _pcs(mm, threads, interior(m.program, m))])
-    project = projection(mm, p["model"])
-    on_state = fp.add
-    if project is not None:
-        if p["canon"] is None:
-            p["canon"] = compile_model(p["model"], [], cfg.symmetry and not cfg.liveness).canon
-        canon = p["canon"]
+    seen = Observer(mm, p["model"], _canon(p, cfg))
 
-        def on_state(s, key):
-            q = project(s)
-            if q is not None:       # else a thread is at an added step: hidden
-                fp.add(s, canon(q))
+    def on_state(s):
+        k = seen.key(s)
+        if k is not None:           # else a thread is at an added step: hidden
+            fp.add(s, k)
     try:
         comp = compiled(mm, cfg, p["props"], on_state)
     except Exception as e:  # noqa: BLE001 - a mutant that does not compile cannot be built
@@ -1047,41 +1102,114 @@ def _job(args):
     return kind, rest[0], _mutant_job(subject, cfg, select, *rest)
 
 
-BUDGET = 4        # a mutant's search stops after this many times the original's states: reported incomplete
+BUDGET = 2        # a mutant's search stops after this many times the original's states: reported incomplete
 
 
 class BadSubject(ValueError):
     """The subject cannot be mutation-tested: its unmutated model does not verify."""
 
 
+class ResultCache:
+    """Outcomes kept in ``DIR/<subject>.json`` and reused when nothing they depend on changed: the key of the
+    original is a hash of the code that decides a verdict (``model/``, the explorer, this module), the whole
+    model (shared variables, every program, every property), the properties checked, the check's
+    configuration and every mutant's hidden sets; a mutant's adds its own program, the budget and ``--prove``.
+    Only the entries of the last run are kept."""
+
+    def __init__(self, directory, subject, p: dict, cfg: CheckConfig, budget, with_proof):
+        from pathlib import Path
+        self.path = Path(directory) / f"{getattr(subject, 'name', 'model')}.json"
+        model = p["model"]
+        base = (_code_version(), _model_repr(model), tuple(p["props"]), repr(cfg))
+        hidden = [(mid, p["mutants"][mid].hidden, sorted(interior(p["mutants"][mid].original, p["mutants"][mid])))
+                  for mid in p["order"]]
+        self.okey = _digest((base, hidden))
+        self.mkey = {mid: _digest((base, mid, repr(_semantic(p["mutants"][mid].program)), p["mutants"][mid].hidden,
+                                   budget, with_proof)) for mid in p["order"]}
+        try:
+            old = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        self.old_original = old.get("original", {}).get(self.okey)
+        self.old_mutants = old.get("mutants", {})
+        self.new = {"original": {}, "mutants": {}}
+
+    def original(self):
+        return self.old_original
+
+    def mutant(self, mid):
+        hit = self.old_mutants.get(self.mkey[mid])
+        return None if hit is None else (Outcome(**hit["outcome"]), hit["fp"])
+
+    def put_original(self, res):
+        self.new["original"] = {self.okey: res}
+
+    def put_mutant(self, mid, res):
+        from dataclasses import asdict
+        self.new["mutants"][self.mkey[mid]] = {"outcome": asdict(res[0]), "fp": res[1]}
+
+    def save(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.new))
+        tmp.replace(self.path)
+
+
+def _digest(x) -> str:
+    return hashlib.sha256(repr(x).encode()).hexdigest()
+
+
+def _code_version() -> str:
+    """A hash of the sources that decide a verdict: the model language and the models, the explorer, this."""
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    files = sorted((here.parent / "model").glob("*.py")) + [here / f for f in ("explorer.py", "liveness.py",
+                                                                                "mutate.py")]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _model_repr(model: Model) -> str:
+    return repr((model.name, model.shared, tuple((t.name, t.group, t.program) for t in model.threads),
+                 tuple((n, q.kind, q.expr, getattr(q, "trigger", None)) for n, q in sorted(model.properties.items())),
+                 sorted(model.bounds), sorted(model.locks.items())))
+
+
 def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool = False, select=None,
-        progress=None, budget: float = BUDGET) -> Report:
+        progress=None, budget: float = BUDGET, cache=None) -> Report:
     """Explore the original and every mutant of ``subject`` (a Spec, or anything with ``build()``), ``jobs``
     searches at a time (default: one per core); ``select``: operator names or mutant ids.  The original goes
     first, alone: a mutant of steps it never reaches is then equivalent without a search, and every mutant's
     search stops after ``budget`` times the original's states.  ``progress(outcome)`` is called as each mutant
-    is decided."""
+    is decided.  ``cache``: a directory where outcomes are kept and reused (``ResultCache``)."""
     import queue
     t0 = time.perf_counter()
     p = prepared(subject, cfg, select)
     todo = list(p["order"])
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) + 1))
     outcomes, waiting, state = {}, [], {"original": None}
+    store = ResultCache(cache, subject, p, cfg, budget, with_proof) if cache else None
 
     def decide(mid, fp):
         _decide(outcomes[mid], fp, state["original"], p)
         if progress:
             progress(outcomes[mid])
 
-    def take(kind, mid, res):
+    def take(kind, mid, res, cached=False):
         if kind == "original":
             state["original"] = res
             if not res["ok"]:
                 raise BadSubject(f"the unmutated model does not verify: {res['verdict']}")
+            if store and not cached:
+                store.put_original(res)
             for w in waiting:
                 decide(*w)
             waiting.clear()
             return
+        if store and not cached:
+            store.put_mutant(mid, res)
         outcomes[mid] = res[0]
         if state["original"] is None:
             waiting.append((mid, res[1]))
@@ -1089,12 +1217,17 @@ def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool 
             decide(mid, res[1])
 
     def next_job():
-        """The next mutant worth a search; dead ones are decided on the spot."""
+        """The next mutant worth a search; dead and cached ones are decided on the spot."""
         while todo:
             mid = todo.pop(0)
             o = state["original"]
-            if o is not None and _dead(p["mutants"][mid], p["model"], [set(x) for x in o["reached"]]):
-                m = p["mutants"][mid]
+            m = p["mutants"][mid]
+            hit = store.mutant(mid) if store else None
+            if hit is not None:
+                store.put_mutant(mid, hit)
+                take("mutant", mid, hit, cached=True)
+                continue
+            if _dead(m, p["model"], [set(x) for x in o["reached"]]):
                 outcomes[mid] = Outcome(m.id, m.operator, m.role, m.description, EQUIVALENT,
                                         detail="changes only steps the original never reaches (not searched)")
                 if progress:
@@ -1104,8 +1237,13 @@ def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool 
         return None
 
     first = ("original", subject, cfg, select, ())
+    if store and store.original() is not None:
+        store.put_original(store.original())
+        take("original", None, store.original(), cached=True)
+        first = None
     if jobs == 1:
-        take(*_job(first))
+        if first:
+            take(*_job(first))
         while (w := next_job()) is not None:
             take(*_job(w))
     else:
@@ -1113,8 +1251,10 @@ def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool 
         with mp.get_context("spawn").Pool(jobs) as pool:
             def submit(w):
                 pool.apply_async(_job, (w,), callback=done.put, error_callback=lambda e: done.put(e))
-            submit(first)
-            busy = 1
+            busy = 0
+            if first:
+                submit(first)
+                busy = 1
             while True:
                 while busy < jobs and state["original"] is not None and (w := next_job()) is not None:
                     submit(w)
@@ -1126,5 +1266,7 @@ def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool 
                 if isinstance(res, BaseException):
                     raise res
                 take(*res)
+    if store:
+        store.save()
     return Report(getattr(subject, "name", "model"), [outcomes[i] for i in p["order"]], list(p["skipped"]),
                   state["original"], round(time.perf_counter() - t0, 1))

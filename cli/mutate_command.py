@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..checker.spec import SpecError, load_spec
@@ -73,9 +74,10 @@ def _table(report, with_proof) -> Table:
         t.add_column("z3 (prove)")
     for o in report.outcomes:
         by = f"{o.property} ({o.trace} steps)" if o.property else ""
-        row = [o.id, o.operator, o.description, f"[{COLOR[o.verdict]}]{o.verdict}[/]", by, f"{o.seconds:.1f}s"]
+        row = [escape(o.id), o.operator, escape(o.description), f"[{COLOR[o.verdict]}]{o.verdict}[/]", by,
+               f"{o.seconds:.1f}s"]
         if with_proof:
-            row.append(o.proof or "")
+            row.append(escape(o.proof or ""))
         t.add_row(*row)
     return t
 
@@ -99,7 +101,7 @@ def print_report(report, *, summary=False, with_proof=False):
             continue
         out.print(f"[{COLOR[verdict]}]{what}: {len(items)}[/]")
         for o in items:
-            out.print(f"  {o.id}: {o.description}" + (f" [{o.detail}]" if o.detail else ""))
+            out.print(escape(f"  {o.id}: {o.description}" + (f" [{o.detail}]" if o.detail else "")))
     if report.skipped and not summary:
         out.print(f"left out: {len(report.skipped)} rewrite(s) identical to the original or to an earlier mutant")
     out.print(("[bold green]" if report.full else "[bold red]") + score_line(report) + "[/]")
@@ -127,9 +129,11 @@ def as_json(spec, report) -> dict:
               help="Only this operator, or this mutant id (repeatable).")
 @click.option("--list", "list_only", is_flag=True, help="Print the catalogue of mutants; search nothing.")
 @click.option("--summary", is_flag=True, help="Only the mutants not caught and the score line.")
-@click.option("--budget", type=click.FloatRange(min=1), default=4.0, show_default=True,
+@click.option("--budget", type=click.FloatRange(min=1), default=2.0, show_default=True,
               help="A mutant's search stops after this many times the original's states (then: incomplete).")
-def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget):
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep outcomes in this directory and reuse those whose model, code and settings are unchanged.")
+def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget, cache):
     """Mutation testing: every careless change the operators make to SPEC's model must break a property."""
     from ..checker import mutate as M
     loaded = [(_load(p, select)) for p in specs]
@@ -141,7 +145,7 @@ def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget
             for col in ("mutant", "description"):
                 t.add_column(col, overflow="fold")
             for m in chosen:
-                t.add_row(m.id, m.description)
+                t.add_row(escape(m.id), escape(m.description))
             out.print(t)
         sys.exit(0)
     reports = []
@@ -149,7 +153,7 @@ def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget
         n = sum(1 for m in mutants if not select or m.operator in select or m.id in select)
         try:
             r = M.run(spec, M.check_config(spec), jobs=jobs, with_proof=with_proof, select=list(select) or None,
-                      progress=_progress(spec.name, n), budget=budget)
+                      progress=_progress(spec.name, n), budget=budget, cache=cache)
         except M.BadSubject as e:
             _fail(f"{spec.path}: check: {e}")
         print_report(r, summary=summary, with_proof=with_proof)

@@ -138,7 +138,8 @@ def test_splitting_an_atomic_increment_is_caught_by_the_lost_update(tmp_path):
 
 
 class Independent:
-    """Thread a, in one call, sets x then y; thread b sets z, or (``observer``) reads x - y into a local."""
+    """Thread a, in one call, sets x then y; thread b sets z, or (``observer``) reads x - y into a local that a
+    property reads."""
     name = "independent"
 
     def __init__(self, observer=False):
@@ -154,7 +155,9 @@ class Independent:
             b.go("look", "done", [(Local("d"), Var("x") - Var("y"))])
         else:
             b.go("look", "done", [(Var("z"), 1)])
-        props = {"both_set": Property("both_set", "final", "x and y end up set", eq(Var("x") + Var("y"), 2))}
+        props = {"both_set": Property("both_set", "final", "x and y end up set", eq(Var("x") + Var("y"), 2)),
+                 # a property that reads d makes it observed (a variable nothing reads is not compared)
+                 "d_small": Property("d_small", "final", "b saw at most one of them", Local("d", 1) <= 1)}
         return Model("independent", (VarDecl("x", 8), VarDecl("y", 8), VarDecl("z", 8)),
                      (ThreadDef("a", a.build()), ThreadDef("b", b.build())), props)
 
@@ -246,3 +249,33 @@ def test_a_parallel_run_decides_every_mutant_as_one_process_does(tmp_path):
     assert [(o.id, o.verdict, o.property) for o in one.outcomes] == [(o.id, o.verdict, o.property)
                                                                       for o in two.outcomes]
     assert {o.verdict for o in one.outcomes} >= {"caught", "equivalent"}
+
+
+def test_a_cache_reuses_outcomes_until_the_model_or_the_check_changes(tmp_path, monkeypatch):
+    spec = load_spec(small(tmp_path))
+    chosen = ["drop_unlock", "skip_free"]
+    first = M.run(spec, M.check_config(spec), jobs=1, select=chosen, cache=tmp_path / "cache")
+
+    def no_search(args):
+        raise AssertionError(f"searched {args[0]} {args[4][:1]}")
+    monkeypatch.setattr(M, "_job", no_search)
+    again = M.run(spec, M.check_config(spec), jobs=1, select=chosen, cache=tmp_path / "cache")
+    assert [(o.id, o.verdict, o.property) for o in again.outcomes] == [(o.id, o.verdict, o.property)
+                                                                        for o in first.outcomes]
+    weaker = M.check_config(spec, properties=[p for p in spec.checked_properties(spec.build())
+                                              if p != "returns_without_lock"])
+    with pytest.raises(AssertionError, match="searched original"):
+        M.run(spec, weaker, jobs=1, select=chosen, cache=tmp_path / "cache")
+
+
+def test_bench_mutate_writes_its_section_and_the_main_table_keeps_it(tmp_path):
+    from rich.console import Console
+
+    from pddgpu_verify.checker.bench import MUTATE_SECTION, run_mutate_bench, write_markdown
+    out = tmp_path / "BENCH.md"
+    [(sp, r)] = run_mutate_bench(Console(file=open(tmp_path / "log", "w")), out, specs=[str(small(tmp_path))])
+    text = out.read_text()
+    assert MUTATE_SECTION in text and f"| {r.score} |" in text and r.count("survived") > 0
+    assert "Mutants not caught:" in text
+    write_markdown(out, [], 1, 0.0)
+    assert out.read_text().count(MUTATE_SECTION) == 1
