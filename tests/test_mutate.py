@@ -214,9 +214,9 @@ def test_cli_exit_1_when_a_mutant_survives(tmp_path):
     assert "survived" in res.output and "0/1" in res.output
 
 
-@pytest.mark.parametrize("case", ["missing", "defect_spec", "bad_field", "unknown_operator"])
+@pytest.mark.parametrize("case", ["missing", "defect_spec", "bad_field", "unknown_operator", "original_fails"])
 def test_cli_exit_2_on_bad_input_with_one_line(tmp_path, case):
-    path = small(tmp_path)
+    path = small(tmp_path, shutdown=case == "original_fails")
     args = [path]
     if case == "missing":
         args = [tmp_path / "nope.toml"]
@@ -224,6 +224,9 @@ def test_cli_exit_2_on_bad_input_with_one_line(tmp_path, case):
         args = [ROOT / "specs" / "01_vram_free_during_shutdown.toml"]
     elif case == "bad_field":
         path.write_text(path.read_text().replace("size = 4", "size = 3"))
+    elif case == "original_fails":       # fini tears the allocator down under live blocks: no_leak_at_fini
+        path.write_text(path.read_text().replace("fix_fini_evicts = true", "fix_fini_evicts = false"))
+        args += ["--operator", "drop_unlock"]
     else:
         args += ["--operator", "no_such_operator"]
     res = CliRunner().invoke(main, ["mutate", *map(str, args), "--jobs", "1"])
@@ -231,7 +234,7 @@ def test_cli_exit_2_on_bad_input_with_one_line(tmp_path, case):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pddgpu-verify: error: ") and "Traceback" not in res.stderr
     field = {"missing": ": file: ", "defect_spec": ": expect.verdict: ", "bad_field": ": allocator.size: ",
-             "unknown_operator": ": --operator: "}[case]
+             "unknown_operator": ": --operator: ", "original_fails": ": check: the unmutated model does not verify"}[case]
     assert field in lines[0]
 
 
@@ -279,3 +282,11 @@ def test_bench_mutate_writes_its_section_and_the_main_table_keeps_it(tmp_path):
     assert "Mutants not caught:" in text
     write_markdown(out, [], 1, 0.0)
     assert out.read_text().count(MUTATE_SECTION) == 1
+
+
+def test_equivalence_ignores_the_ghosts_and_what_nothing_reads_but_nothing_else():
+    model = load_spec(FIXED[0]).build()
+    hidden = M.unobserved(model)
+    assert {"lost", "shutdown_seen", "finied", "err_sets", "err_clears"} <= hidden
+    assert not {"state", "dev_state", "lock", "mask", "alive", "gen", "used", "vis", "w0.pc", "w0.ret", "w0.blk",
+                "w0.vres", "rec0.r", "stats0.s_used"} & hidden
