@@ -189,9 +189,30 @@ def children(e: Expr) -> tuple:
 
 
 def walk(e: Expr):
-    yield e
-    for c in children(e):
-        yield from walk(c)
+    """Every node of ``e``, parents first (pre-order), without recursion: a
+    conjunction over every step of a long worker is a chain hundreds deep."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(reversed(children(x)))
+
+
+# associative operators whose left- or right-deep chains (``and_``/``or_``/``sum_`` over many operands) are
+# evaluated and compiled flat, so neither Python's recursion nor its parser nests once per operand
+FLAT = {"and", "or", "+", "&", "|", "^"}
+
+
+def chain(e: Expr, op: str) -> list:
+    """The operands of the maximal ``op`` chain rooted at ``e``, left to right."""
+    out, stack = [], [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Op) and x.op == op:
+            stack.extend(reversed(x.args))
+        else:
+            out.append(x)
+    return out
 
 
 MASK64 = (1 << 64) - 1
@@ -244,9 +265,15 @@ def evaluate(e: Expr, state, layout, tid: int | None = None) -> int:
     if isinstance(e, Op):
         o = e.op
         if o == "and":
-            return 1 if ev(e.args[0]) and ev(e.args[1]) else 0
+            return 1 if all(ev(x) for x in chain(e, o)) else 0
         if o == "or":
-            return 1 if ev(e.args[0]) or ev(e.args[1]) else 0
+            return 1 if any(ev(x) for x in chain(e, o)) else 0
+        if o in FLAT:
+            vals = [ev(x) for x in chain(e, o)]
+            acc = vals[0]
+            for v in vals[1:]:
+                acc = wrap(acc + v) if o == "+" else acc & v if o == "&" else acc | v if o == "|" else acc ^ v
+            return acc
         vals = [ev(a) for a in e.args]
         if o == "not":
             return 0 if vals[0] else 1
@@ -298,10 +325,13 @@ def to_python(e: Expr, slot_of, local_slot_of, pc_slot_of, tid) -> str:
         return f"_table({e.values!r}, {rec(e.index)}, {e.default})"
     if isinstance(e, FirstFit):
         return f"_first_fit({e.sizes!r}, {e.conflicts!r}, {rec(e.mask)}, {rec(e.size)})"
+    if isinstance(e, Op) and e.op in FLAT:
+        o, args = e.op, [rec(a) for a in chain(e, e.op)]
+        if o in ("and", "or"): return f"(1 if {f' {o} '.join(f'({a})' for a in args)} else 0)"
+        if o == "+": return f"_wrap({' + '.join(f'({a})' for a in args)})"     # wrapping once is wrapping each sum
+        return f"({f' {o} '.join(f'({a})' for a in args)})"
     if isinstance(e, Op):
         o, args = e.op, [rec(a) for a in e.args]
-        if o == "and": return f"(1 if ({args[0]}) and ({args[1]}) else 0)"
-        if o == "or": return f"(1 if ({args[0]}) or ({args[1]}) else 0)"
         if o == "not": return f"(0 if ({args[0]}) else 1)"
         if o == "neg": return f"_wrap(-({args[0]}))"
         if o == "~": return f"(~({args[0]}))"
