@@ -7,6 +7,7 @@ Every error names the file and the field, so the CLI can print one line.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 # spec.kind: what a spec's defect is a defect of. "defect": of the document as written (under the spec's
 # readings); "fix_hazard": of this project's own fixes, reachable only with the fixes the spec turns on
 KINDS = ("defect", "fix_hazard")
+MAX_WORKERS = 8          # threads.workers: at most this many workers in all (counts checked before any is built)
+# a spec's name names its trace file (``<traces-dir>/<name>.itf.json``): letters, digits, '_', '-', '.', not
+# starting with '.' or '-', so it can never leave the traces directory nor break a line
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 PROVE_FIELDS = ("lemmas", "k", "any_workers", "bmc_depth", "rlimit")
@@ -104,15 +109,40 @@ def _get(d, key, typ, path, where, default=None, required=False):
     v = d[key]
     if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
         raise SpecError(path, f"{where}.{key}", f"must be an integer, not {v!r}")
-    if typ is not int and not isinstance(v, typ):
-        raise SpecError(path, f"{where}.{key}", f"must be a {typ.__name__ if isinstance(typ, type) else typ}, not {v!r}")
+    if typ is not int and (not isinstance(v, typ) or (typ is not bool and isinstance(v, bool))):
+        names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in (typ if isinstance(typ, tuple) else (typ,)))
+        raise SpecError(path, f"{where}.{key}" if where else key, f"must be {names}, not {_short(v)}")
     return v
+
+
+_TYPE_NAMES = {dict: "a table", list: "a list", str: "a string", bool: "a boolean (true or false)",
+               int: "an integer"}
+
+
+def _short(v) -> str:
+    """A value for a one-line message: its repr, cut short (a 10 MB string is named, not printed)."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def check_name(name: str, path, field: str = "spec.name") -> str:
+    """A spec (or trace) name: an identifier usable as a file name, nothing else."""
+    if not NAME_RE.fullmatch(name):
+        raise SpecError(path, field, f"{_short(name)} is not a name: use letters, digits, '_', '-' and '.' "
+                                     "(not first), at most 128 characters (it names the trace file)")
+    return name
+
+
+def _key(k: str) -> str:
+    """A TOML key as a field name: as written when it is a plain word, else quoted (no newline, no markup)."""
+    return k if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", k) else _short(k)
 
 
 def _known(d, keys, path, where):
     for k in d:
         if k not in keys:
-            raise SpecError(path, f"{where}.{k}" if where else k, f"unknown field (expected one of: {', '.join(keys)})")
+            raise SpecError(path, f"{where}.{_key(k)}" if where else _key(k),
+                            f"unknown field (expected one of: {', '.join(keys)})")
 
 
 def load_spec(path) -> Spec:
@@ -121,15 +151,22 @@ def load_spec(path) -> Spec:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(path, "file", "no such file") from None
+    except IsADirectoryError:
+        raise SpecError(path, "file", "is a directory, not a spec file") from None
+    except OSError as e:
+        raise SpecError(path, "file", f"cannot be read ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(path, "toml", f"not valid TOML ({e})") from None
+        raise SpecError(path, "toml", f"not valid TOML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise SpecError(path, "toml", "nested too deeply to be a spec") from None
     _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove"), path, "")
     s = _get(raw, "spec", dict, path, "", required=True)
     _known(s, ("name", "model", "description", "defect", "fixed_by", "kind"), path, "spec")
     model = _get(s, "model", str, path, "spec", required=True)
     if model not in MODELS:
         raise SpecError(path, "spec.model", f"unknown model '{model}' (known: {', '.join(MODELS)})")
-    name = _get(s, "name", str, path, "spec", default=path.stem)
+    name = check_name(_get(s, "name", str, path, "spec", default=path.stem), path,
+                      "spec.name" if "name" in s else "spec.name (none given: the file name)")
 
     opts = {}
     for section, kind in (("readings", "reading"), ("fixes", "fix")):
@@ -138,9 +175,9 @@ def load_spec(path) -> Spec:
             o = OPTIONS.get(k)
             if o is None or o.kind != kind:
                 known = sorted(n for n, x in OPTIONS.items() if x.kind == kind)
-                raise SpecError(path, f"{section}.{k}", f"unknown {kind} (known: {', '.join(known)})")
-            if v not in o.choices or type(v) is not type(o.default):
-                raise SpecError(path, f"{section}.{k}", f"must be one of {list(o.choices)}, not {v!r}")
+                raise SpecError(path, f"{section}.{_key(k)}", f"unknown {kind} (known: {', '.join(known)})")
+            if type(v) is not type(o.default) or v not in o.choices:
+                raise SpecError(path, f"{section}.{k}", f"must be one of {list(o.choices)}, not {_short(v)}")
         opts[section] = d
 
     a = _get(raw, "allocator", dict, path, "", default={})
@@ -171,9 +208,15 @@ def load_spec(path) -> Spec:
         count = _get(g, "count", int, path, where, default=1)
         if count < 1:
             raise SpecError(path, f"{where}.count", f"must be at least 1, not {count}")
+        if len(workers) + count > MAX_WORKERS:       # before a single worker is built: count = 10^9 is refused
+            raise SpecError(path, f"{where}.count", f"at most {MAX_WORKERS} workers in all, not "
+                                                    f"{len(workers) + count}")
         ops = _get(g, "ops", list, path, where, required=True)
+        for j, o in enumerate(ops):
+            if not isinstance(o, str):
+                raise SpecError(path, f"{where}.ops[{j}]", f"must be a string 'alloc N' or 'free', not {_short(o)}")
         try:
-            parsed = [parse_op(o) if isinstance(o, str) else parse_op(repr(o)) for o in ops]
+            parsed = [parse_op(o) for o in ops]
         except ValueError as e:
             raise SpecError(path, f"{where}.ops", str(e)) from None
         if not parsed:
@@ -189,8 +232,8 @@ def load_spec(path) -> Spec:
         counts[k] = _get(t, k, int, path, "threads", default=0)
         if not 0 <= counts[k] <= 4:
             raise SpecError(path, f"threads.{k}", f"must be 0 to 4, not {counts[k]}")
-    if not 1 <= len(workers) <= 8:
-        raise SpecError(path, "threads.workers", f"between 1 and 8 workers, not {len(workers)}")
+    if not 1 <= len(workers) <= MAX_WORKERS:
+        raise SpecError(path, "threads.workers", f"between 1 and {MAX_WORKERS} workers, not {len(workers)}")
     wl = Workload(workers, counts["error_injectors"], counts["recoverers"], counts["stats_readers"],
                   _get(t, "shutdown", bool, path, "threads", default=False),
                   _get(t, "worker_loop", bool, path, "threads", default=False))
@@ -202,6 +245,10 @@ def load_spec(path) -> Spec:
         props = None
     elif isinstance(props, str):
         raise SpecError(path, "check.properties", "must be \"all\" or a list of property names")
+    else:
+        for i, p in enumerate(props):
+            if not isinstance(p, str):
+                raise SpecError(path, f"check.properties[{i}]", f"must be a property name, not {_short(p)}")
     strategy = _get(c, "strategy", str, path, "check", default="bfs")
     if strategy not in ("bfs", "dfs"):
         raise SpecError(path, "check.strategy", f"must be 'bfs' or 'dfs', not {strategy!r}")
@@ -217,6 +264,11 @@ def load_spec(path) -> Spec:
     if verdict not in VERDICTS:
         raise SpecError(path, "expect.verdict", f"must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     eprop = _get(e, "property", str, path, "expect")
+    if props == [] and verdict != "DEADLOCK" and not _get(c, "liveness", bool, path, "check", default=False):
+        # an empty list checks only what the explorer always checks (deadlock): an OK would say nothing
+        raise SpecError(path, "check.properties", "names no property, so nothing but deadlock would be checked: use "
+                                                  "\"all\", name the properties, or [\"deadlock\"] for a deadlock "
+                                                  "search")
     if verdict == "VIOLATION" and not eprop:
         raise SpecError(path, "expect.property", "a VIOLATION expectation names the property it breaks")
 
@@ -228,8 +280,10 @@ def load_spec(path) -> Spec:
                 _get(s, "fixed_by", list, path, "spec", default=[]), window, retry_count,
                 _get(e, "prove", str, path, "expect"), _get(e, "proved", (int, list), path, "expect"))
     for i, f in enumerate(spec.fixed_by):
+        if not isinstance(f, str):
+            raise SpecError(path, f"spec.fixed_by[{i}]", f"must be the name of a fix, not {_short(f)}")
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
-            raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {f!r}")
+            raise SpecError(path, f"spec.fixed_by[{i}]", f"unknown fix {_short(f)}")
     spec.kind = _get(s, "kind", str, path, "spec", default="defect")
     if spec.kind not in KINDS:
         raise SpecError(path, "spec.kind", f"must be one of {', '.join(KINDS)}, not {spec.kind!r}")

@@ -150,6 +150,11 @@ def _window_sizes(kind: str, units: int, window: int, sizes) -> tuple:
 
 
 def _windowed(kind: str, units: int, window: int, sizes, step) -> Geometry:
+    # counted before any candidate is built: a window of 2^30 units must be refused, not enumerated
+    count = sum((window - sz) // step(sz) + 1 for sz in sizes if sz <= window)
+    if count > MAX_CANDIDATES:
+        raise GeometryError("window", f"a window of {window} units holds {count} candidate blocks of sizes "
+                                      f"{', '.join(map(str, sizes))}; at most {MAX_CANDIDATES}")
     starts, szs = [], []
     for sz in sizes:
         for off in range(0, window - sz + 1, step(sz)):
