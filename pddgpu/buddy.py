@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+from heapq import heappop, heappush
 from typing import Iterable, Iterator
 
 from .errors import EINVAL, ENOSPC, AllocatorBug, AllocError
@@ -70,6 +71,7 @@ CLEARED = 1 << 4            # a flag of free_blocks: the memory was zeroed
 TRIM_DISABLE = 1 << 5
 _ALLOC_FLAGS = RANGE_ALLOCATION | TOPDOWN_ALLOCATION | CONTIGUOUS_ALLOCATION | CLEAR_ALLOCATION | TRIM_DISABLE
 
+_FAST_MASK = ~(TOPDOWN_ALLOCATION | CLEAR_ALLOCATION | TRIM_DISABLE)
 MAX_ORDER = 63 - 12         # GPU_BUDDY_MAX_ORDER: order zero is at least 4 KiB, offsets are u64
 _U64_LIMIT = 1 << 64
 _PAGE_SIZE = 4096
@@ -260,8 +262,20 @@ class BuddyAllocator:
         request can only change the tree the way the kernel's does (a force
         merge of clear and dirty buddies).
         """
-        self._check_alive()
+        if self._dead:
+            raise AllocatorBug("buddy allocator used after fini()")
         cs = self._chunk_size
+        # The common request -- one power-of-two block from the free trees,
+        # the range unused -- checked and served without the general path.
+        if (type(size) is int and size == min_block_size and type(min_block_size) is int
+                and type(flags) is int and not flags & _FAST_MASK and cs <= size < self._size
+                and not size & (size - 1) and type(start) is int and type(end) is int
+                and 0 <= start and start + size <= self._size and start + size != end
+                and 0 <= end <= self._size and not (start | end) & (cs - 1)):
+            block = self._fast_freetree(size, flags)
+            if block is not None:
+                return [block]
+            # else: the general path below fails (or force-merges) as the kernel does
         if not (type(start) is int and type(end) is int and type(size) is int
                 and type(min_block_size) is int and type(flags) is int):
             raise AllocError(EINVAL, f"non-integer argument in {(start, end, size, min_block_size, flags)!r}")
@@ -484,9 +498,13 @@ class BuddyAllocator:
     def _link_free(self, block: Block) -> None:
         tree = _CLEAR_TREE if block.clear else _DIRTY_TREE
         free = self._free[tree][block.order]
+        if not free:
+            free[block.offset] = block
+            self._heaps[tree][block.order] = [-block.offset]
+            return
         free[block.offset] = block
         heap = self._heaps[tree][block.order]
-        heapq.heappush(heap, -block.offset)
+        heappush(heap, -block.offset)
         # Stale heap entries are dropped lazily; rebuild before they dominate.
         if len(heap) > 2 * len(free) + 64:
             heap[:] = [-off for off in free]
@@ -614,6 +632,55 @@ class BuddyAllocator:
         if size < min_block_size:
             return self._offset_aligned(size, min_block_size, flags)
         return self._from_freetree(order, flags)
+
+    def _fast_freetree(self, size: int, flags: int) -> Block | None:
+        """alloc_from_freetree and mark_allocated for one block of ``size``
+        (a power of two), inlined: the common request of a driver.  None
+        when the preferred tree has no block (the general path takes over)."""
+        if flags & TOPDOWN_ALLOCATION:
+            return None
+        shift = self._chunk_shift
+        order = (size >> shift).bit_length() - 1
+        tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
+        free = self._free[tree]
+        heaps = self._heaps[tree]
+        for o in range(order, self._max_order + 1):
+            d = free[o]
+            if d:
+                h = heaps[o]
+                while True:
+                    block = d.get(-h[0])
+                    if block is not None:
+                        break
+                    heappop(h)
+                break
+        else:
+            return None
+        del d[block.offset]
+        cs = self._chunk_size
+        while o != order:
+            # split, keep the left half free and descend into the right one
+            block.state = SPLIT
+            o -= 1
+            off = block.offset
+            left = Block(off, o, block, cs)
+            right = Block(off + (cs << o), o, block, cs)
+            block.left = left
+            block.right = right
+            if block.clear:
+                left.clear = right.clear = True
+                block.clear = False
+            # every order below the one split from was empty: the left half
+            # is alone in its tree
+            free[o][off] = left
+            heaps[o] = [-off]
+            block = right
+        block.state = ALLOCATED
+        self._avail -= size
+        if block.clear:
+            self._clear_avail -= size
+        self._allocated[block.offset] = block
+        return block
 
     def _from_freetree(self, order: int, flags: int) -> Block | None:
         tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
