@@ -22,6 +22,9 @@ VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 # readings); "fix_hazard": of this project's own fixes, reachable only with the fixes the spec turns on
 KINDS = ("defect", "fix_hazard")
 MAX_WORKERS = 8          # threads.workers: at most this many workers in all (counts checked before any is built)
+MAX_OPS = 64             # operations of one worker (each compiles to ~20 steps of generated code)
+MAX_TOTAL_OPS = 256      # operations of all workers together (the compiled model grows with their sum)
+MAX_ROLE = 4             # error injectors, recoverers, stats readers: at most this many of each
 # a spec's name names its trace file (``<traces-dir>/<name>.itf.json``): letters, digits, '_', '-', '.', not
 # starting with '.' or '-', so it can never leave the traces directory nor break a line
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -99,6 +102,15 @@ class Spec:
         chosen = list(model.properties) if self.properties is None else self.properties
         out = [p for p in chosen if p not in ALWAYS]
         return out + [p for p in model.bounds if p not in out]
+
+
+def size_problem(model: str, size: int) -> str | None:
+    """Why ``size`` is no allocator size of ``model`` (None: it is one); shared with the trace loader."""
+    if model == "vram" and (size < 1 or size & (size - 1) or size > MAX_UNITS):
+        return f"VRAM size must be a power of two from 1 to 2^30 minimum blocks, not {size}"
+    if model == "gtt" and not 1 <= size <= MAX_UNITS:
+        return f"GTT size must be 1 to 2^30 pages, not {size}"
+    return None
 
 
 def _get(d, key, typ, path, where, default=None, required=False):
@@ -183,11 +195,8 @@ def load_spec(path) -> Spec:
     a = _get(raw, "allocator", dict, path, "", default={})
     _known(a, ("size", "window", "retry_count"), path, "allocator")
     size = _get(a, "size", int, path, "allocator", default=4)
-    if model == "vram" and (size < 1 or size & (size - 1) or size > MAX_UNITS):
-        raise SpecError(path, "allocator.size", f"VRAM size must be a power of two from 1 to 2^30 minimum blocks, "
-                                                f"not {size}")
-    if model == "gtt" and not 1 <= size <= MAX_UNITS:
-        raise SpecError(path, "allocator.size", f"GTT size must be 1 to 2^30 pages, not {size}")
+    if size_problem(model, size):
+        raise SpecError(path, "allocator.size", size_problem(model, size))
     # above 32 minimum blocks / 10 pages the model tracks a window of the lowest units (model/geometry.py)
     window = _get(a, "window", int, path, "allocator")
     if window is not None and not 1 <= window <= size:
@@ -221,6 +230,12 @@ def load_spec(path) -> Spec:
             raise SpecError(path, f"{where}.ops", str(e)) from None
         if not parsed:
             raise SpecError(path, f"{where}.ops", "must name at least one operation")
+        if len(parsed) > MAX_OPS:
+            raise SpecError(path, f"{where}.ops", f"at most {MAX_OPS} operations per worker, not {len(parsed)} "
+                                                  "(threads.worker_loop = true repeats them)")
+        if sum(map(len, workers)) + count * len(parsed) > MAX_TOTAL_OPS:
+            raise SpecError(path, f"{where}.ops", f"at most {MAX_TOTAL_OPS} operations over all workers, not "
+                                                  f"{sum(map(len, workers)) + count * len(parsed)}")
         for op in parsed:
             if op[0] == "alloc" and op[1] > size:
                 raise SpecError(path, f"{where}.ops", f"alloc {op[1]} is larger than the allocator ({size})")
@@ -230,8 +245,8 @@ def load_spec(path) -> Spec:
     counts = {}
     for k in ("error_injectors", "recoverers", "stats_readers"):
         counts[k] = _get(t, k, int, path, "threads", default=0)
-        if not 0 <= counts[k] <= 4:
-            raise SpecError(path, f"threads.{k}", f"must be 0 to 4, not {counts[k]}")
+        if not 0 <= counts[k] <= MAX_ROLE:
+            raise SpecError(path, f"threads.{k}", f"must be 0 to {MAX_ROLE}, not {counts[k]}")
     if not 1 <= len(workers) <= MAX_WORKERS:
         raise SpecError(path, "threads.workers", f"between 1 and {MAX_WORKERS} workers, not {len(workers)}")
     wl = Workload(workers, counts["error_injectors"], counts["recoverers"], counts["stats_readers"],

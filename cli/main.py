@@ -1,14 +1,21 @@
 """pddgpu-verify command line.
 
-Exit codes: 0 verified (or every verdict as expected), 1 a violation,
-deadlock or liveness failure (or a replay that does not confirm), 2 bad
-input, 3 incomplete (a bound was hit), 4 some verdict differs from the
-spec's expectation.
+Exit codes (``EXIT_CODES``, the README's table): 0 verified (or every
+verdict as expected), 1 a violation, deadlock or liveness failure (or a
+replay that does not confirm), 2 bad input (one line ``pddgpu-verify: error:
+FILE: FIELD: message``, click's usage errors too), 3 incomplete (a bound was
+hit), 4 some verdict differs from the spec's expectation, 5 a resource limit
+of the machine (out of memory, disk full), 6 an internal error (a bug: one
+line, the traceback saved to a file), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
@@ -20,12 +27,108 @@ from ..model.options import OPTIONS, OptionError
 from . import render
 
 EXIT = {"OK": 0, "VIOLATION": 1, "DEADLOCK": 1, "LIVENESS": 1, "INCOMPLETE": 3}
+EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 5, 6, 130
+EXIT_CODES = {0: "ok", 1: "violation", 2: "bad input", 3: "incomplete", 4: "differs from expected",
+              5: "resource limit", 6: "internal error", 130: "interrupted"}
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 230)
 
 
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split()) if "\n" in str(message) or "\r" in str(message) else str(message)
+
+
 def fail_input(message: str):
-    click.echo(f"pddgpu-verify: error: {message}", err=True)
-    sys.exit(2)
+    click.echo(f"pddgpu-verify: error: {_one_line(message)}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def check_output_dir(option: str, d: Path):
+    """``d`` can be a folder to write into (made when missing): checked before a run, not after it."""
+    p = Path(d)
+    if p.exists() and not p.is_dir():
+        fail_input(f"{option}: {p}: exists and is not a folder")
+    q = p
+    while not q.exists():
+        if q.parent == q:
+            break
+        q = q.parent
+    if q.exists() and not q.is_dir():
+        fail_input(f"{option}: {p}: {q} is a file, so no folder can be made under it")
+    if q.exists() and not os.access(q, os.W_OK | os.X_OK):
+        fail_input(f"{option}: {p}: {q} is not writable")
+
+
+def check_output_file(option: str, f: Path):
+    """``f`` can be written: its folder exists (it is not made for a file), ``f`` is no folder."""
+    p = Path(f)
+    if p.is_dir():
+        fail_input(f"{option}: {p}: is a folder, not a file")
+    parent = p.parent
+    if not parent.is_dir():
+        fail_input(f"{option}: {p}: no folder {parent}" + (" (it is a file)" if parent.exists() else ""))
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        fail_input(f"{option}: {p}: not writable")
+
+
+class Cli(click.Group):
+    """The group, run so that every way out is an exit code of ``EXIT_CODES`` and at most one line on stderr:
+    click's usage errors in the tool's own format, Ctrl-C, out of memory, and a bug (its traceback goes to a
+    file, or to stderr with PDDGPU_VERIFY_TRACEBACK=1)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name or "pddgpu-verify", complete_var, False, **extra)
+        except SystemExit:
+            raise
+        except click.UsageError as e:
+            hint = e.param.get_error_hint(e.ctx) if getattr(e, "param", None) is not None and e.ctx else None
+            msg = e.message if hint and e.message else e.format_message()
+            cmd = e.ctx.command_path if e.ctx else "pddgpu-verify"
+            fail_input(f"{hint.replace(chr(39), '')}: {msg} (see {cmd} --help)" if hint and e.message
+                       else f"{msg} (see {cmd} --help)")
+        except click.ClickException as e:
+            click.echo(f"pddgpu-verify: error: {_one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("\npddgpu-verify: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except MemoryError:
+            click.echo("pddgpu-verify: resource limit: out of memory (bound the run: --max-states, --max-depth, "
+                       "--hash-compact, fewer workers)", err=True)
+            sys.exit(EXIT_RESOURCE)
+        except OSError as e:
+            if e.errno == errno.EPIPE:            # the reader of our output went away (| head): nothing to say
+                sys.exit(0)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                click.echo(f"pddgpu-verify: resource limit: {_one_line(e)}", err=True)
+                sys.exit(EXIT_RESOURCE)
+            fail_input(f"{e.filename or 'file'}: {e.strerror or e}")
+        except Exception as e:                    # noqa: BLE001 - a bug: one line, the traceback kept
+            _internal_error(e)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _internal_error(e: BaseException):
+    text = "".join(traceback.format_exception(e))
+    where = ""
+    if os.environ.get("PDDGPU_VERIFY_TRACEBACK"):
+        sys.stderr.write(text)
+    else:
+        try:
+            fd, name = tempfile.mkstemp(prefix="pddgpu-verify-", suffix=".traceback.txt")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            where = f"; traceback in {name}"
+        except OSError:
+            where = "; set PDDGPU_VERIFY_TRACEBACK=1 to see the traceback"
+    msg = _one_line(str(e))
+    if len(msg) > 300:
+        msg = msg[:297] + "..."
+    click.echo(f"pddgpu-verify: internal error: {type(e).__name__}: {msg} (a bug in pddgpu-verify, please report "
+               f"it{where})", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 def input_errors(fn):
@@ -51,7 +154,7 @@ def default_specs() -> list[Path]:
     return files
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pddgpu-verify")
 def main():
     """Model checker for the PDDGPU VRAM/GTT manager concurrency protocol."""
@@ -83,6 +186,9 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
     from ..checker.run import run_spec
     named = bool(specs)
     files = list(specs) or default_specs()
+    check_output_dir("--traces-dir", traces_dir)        # every output checked before any work
+    if json_out:
+        check_output_file("--json", json_out)
     loaded = []
     for f in files:                             # all input errors before any work
         s = load_spec(f)
@@ -121,7 +227,7 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
             if not o.matches or (z and not z.matches):
                 bad.append(o.spec.name + (f" (z3: {z.reason})" if z and not z.matches else ""))
         if bad:
-            out.print(f"[bold red]{len(bad)} verdict(s) differ from the expected ones:[/] " + ", ".join(bad))
+            out.print(f"[bold red]{len(bad)} verdict(s) differ from the expected ones:[/] " + render.esc(", ".join(bad)))
             sys.exit(4)
         out.print(f"[bold green]all {len(outcomes)} verdicts as expected[/]"
                   + (f" (and {sum(1 for p in proofs.values() if p)} z3 results)" if proofs else ""))
@@ -147,25 +253,32 @@ def _proof_summary(spec):
 @input_errors
 def replay(trace, impl, fixes, quiet):
     """Re-run TRACE on the model step by step and confirm its violation."""
+    for f in fixes:
+        if f not in OPTIONS or OPTIONS[f].kind != "fix":
+            fail_input(f"--fix: unknown fix {f!r} (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
+    if fixes and not impl:
+        fail_input("--fix: only with --impl (the model replay follows the trace's own options)")
     data = load_trace(trace)
+    from ..checker.replay import replay as do_replay
+    res = do_replay(trace, data)          # the same checks, and the same verdict, before the implementation
     if impl:
+        if not res.confirmed:
+            # a trace the model does not confirm (truncated, tampered) shows no violation to reproduce: the code's
+            # run past its end would find the defect on its own, and say REPRODUCED of a trace that shows nothing
+            out.print(f"[bold red]model replay: {render.esc(res.message)}[/]")
+            out.print("result: NOT CONFIRMED - the trace is not a confirmed run of the model; not replayed on the "
+                      "implementation", markup=False)
+            sys.exit(1)
         from ..pddgpu.impl_replay import format_report, replay_on_impl
-        for f in fixes:
-            if f not in OPTIONS or OPTIONS[f].kind != "fix":
-                fail_input(f"--fix: unknown fix '{f}' (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
-        from ..checker.trace import model_of_trace, validated_states
-        validated_states(trace, data, model_of_trace(trace, data))     # the same checks as the model replay
         try:
             report = replay_on_impl(data, {f: True for f in fixes} or None)
         except ValueError as e:
             fail_input(f"{trace}: {e}")
-        out.print(format_report(report))
+        out.print(format_report(report), markup=False)
         sys.exit(0 if report.as_expected else 1)
-    from ..checker.replay import replay as do_replay
-    res = do_replay(trace, data)
     if not quiet:
         render.print_replay(out, trace, data, res)
-    out.print(("[bold green]" if res.confirmed else "[bold red]") + res.message + "[/]")
+    out.print(("[bold green]" if res.confirmed else "[bold red]") + render.esc(res.message) + "[/]")
     sys.exit(0 if res.confirmed else 1)
 
 
@@ -173,12 +286,15 @@ def replay(trace, impl, fixes, quiet):
 @click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
 @input_errors
 def show(trace):
-    """Print TRACE as per-thread swimlanes."""
-    from ..checker.trace import model_of_trace, validated_states
+    """Print TRACE as per-thread swimlanes (exit 1 when the model cannot take its steps or its verdict does not
+    hold at its end: ``replay`` says where)."""
+    from ..checker.replay import replay as do_replay
     data = load_trace(trace)
-    model = model_of_trace(trace, data)
-    validated_states(trace, data, model)
-    render.print_swimlanes(out, model, data)
+    res = do_replay(trace, data)
+    render.print_swimlanes(out, res.model, data)
+    if not res.confirmed:
+        out.print(f"[bold red]not a confirmed run of the model: {render.esc(res.message)}[/]")
+        sys.exit(1)
 
 
 @main.command()
@@ -193,6 +309,8 @@ def show(trace):
 def bench(worker_counts, output, max_states, proofs, mutation):
     """Explore the fixed VRAM and GTT specs at 1..5 workers; time, rate, memory."""
     from ..checker.bench import run_bench, run_mutate_bench, run_proof_bench
+    if output:
+        check_output_file("--output", output)
     if proofs:
         run_proof_bench(out, output)
         return
@@ -217,6 +335,8 @@ def bench(worker_counts, output, max_states, proofs, mutation):
 def findings(output, traces_dir):
     """Re-run every defect spec and its fix, and regenerate docs/FINDINGS.md."""
     from ..checker.findings import write_findings
+    check_output_file("--output", output)
+    check_output_dir("--traces-dir", traces_dir)
     write_findings(out, default_specs(), output, traces_dir)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..checker.spec import SpecError, load_spec
@@ -20,8 +21,26 @@ from ..checker.z3_budget import DEFAULT_RLIMIT, MAX_RLIMIT, Budget
 
 
 def _fail(msg: str):
-    click.echo(f"pddgpu-verify: error: {msg}", err=True)
+    click.echo(f"pddgpu-verify: error: {' '.join(str(msg).split())}", err=True)
     sys.exit(2)
+
+
+def _console() -> Console:
+    """As the main CLI's: a CI log (no terminal) gets 230 columns, and no cell holding a name or a path is cut."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 230)
+
+
+def _table(title: str, cols) -> Table:
+    t = Table(title=escape(title))
+    for col in cols:
+        t.add_column(col, overflow="fold")     # never '…': a CI log keeps every trace path and property name
+    return t
+
+
+def _written(console, paths):
+    """The traces written, one whole path a line (a folded table cell cannot be copied)."""
+    for p in paths:
+        console.print(f"trace written: {escape(str(p))}", soft_wrap=True)
 
 
 def _prove_options(spec):
@@ -46,6 +65,11 @@ def _load(spec_path):
     except ValueError as e:          # an option error surfacing from the model builder
         _fail(f"{spec_path}: {getattr(e, 'field', 'spec')}: {e}")
     return spec, model
+
+
+def _check_traces_dir(traces_dir):
+    from .main import check_output_dir
+    check_output_dir("--traces-dir", Path(traces_dir))
 
 
 def _trace_path(traces_dir, spec, prop, what):
@@ -74,13 +98,15 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
     from ..model.lemmas import LemmaError
     _no_timeout(timeout)
     spec, model = _load(spec_path)
+    _check_traces_dir(traces_dir)
     opts = _prove_options(spec)
     k = k or opts.get("k", 1)
     budget = Budget(rlimit or opts.get("rlimit", DEFAULT_RLIMIT))
     bmc_depth = opts.get("bmc_depth", 8) if bmc_depth is None else bmc_depth
     any_workers = opts.get("any_workers", False) if any_workers is None else any_workers
     props = spec.checked_properties(model)
-    console = Console()
+    console = _console()
+    written = []
     try:
         if any_workers:
             from ..checker.parametric import MAX_TRACKED, CutoffError, prove_spec_any_workers
@@ -90,7 +116,7 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
                 _fail(f"{spec.path}: {e}")
             if pr.refused:
                 for p in pr.refused:
-                    console.print(f"[red]cutoff refused[/red]: {p}")
+                    console.print(f"[red]cutoff refused[/red]: {escape(str(p))}")
             results = pr.results
             title = (f"prove {spec.name} (any number of workers: {pr.systems} systems of 1-{MAX_TRACKED} workers, "
                      f"{pr.seconds:.1f}s)")
@@ -99,9 +125,7 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
             title = f"prove {spec.name} ({len(model.threads)} threads)"
     except (LemmaError, EncodeError) as e:
         _fail(f"{spec.path}: prove: {e}")
-    table = Table(title=title)
-    for col in ("property", "verdict", "time (s)", "detail"):
-        table.add_column(col)
+    table = _table(title, ("property", "verdict", "time (s)", "detail"))
     colour = {PROVED: "green", NOT_INDUCTIVE: "yellow", VIOLATED: "red", UNKNOWN: "magenta"}
     for r in results:
         detail = r.detail
@@ -111,17 +135,21 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
                 p = write_trace(_trace_path(traces_dir, spec, r.name, "cti"),
                                 cti_trace(model, r, spec=str(spec.path), source="pddgpu-verify prove"))
                 detail += f"; CTI: {p}"
+                written.append(p)
             elif any_workers and r.cti and getattr(r, "model", None) is not None:
                 p = write_trace(_trace_path(traces_dir, spec, r.name, "cti-any"),
                                 cti_trace(r.model, r, spec=str(spec.path), source="pddgpu-verify prove --any-workers"))
                 detail += f"; CTI: {p}"
+                written.append(p)
         if r.verdict == VIOLATED and r.trace:
             p = write_trace(_trace_path(traces_dir, spec, r.name, "bmc"),
                             violation_trace(model, r, spec=str(spec.path), source="pddgpu-verify prove"))
             detail += f"; trace: {p}"
-        table.add_row(r.name if r.kind == "property" else f"{r.name} ({r.kind})",
-                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", f"{r.seconds:.2f}", detail)
+            written.append(p)
+        table.add_row(escape(r.name if r.kind == "property" else f"{r.name} ({r.kind})"),
+                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", f"{r.seconds:.2f}", escape(detail or ""))
     console.print(table)
+    _written(console, written)
     n_props = [r for r in results if r.kind == "property"]
     console.print(f"{sum(r.verdict == PROVED for r in n_props)}/{len(n_props)} properties PROVED; "
                   f"{budget.summary()}")
@@ -153,6 +181,7 @@ def bmc(spec_path, depth, rlimit, timeout, deadlock, reduce, traces_dir):
     from ..checker.z3_encode import EncodeError
     _no_timeout(timeout)
     spec, model = _load(spec_path)
+    _check_traces_dir(traces_dir)
     props = spec.checked_properties(model)
     budget = Budget(rlimit or DEFAULT_RLIMIT)
     try:
@@ -160,17 +189,18 @@ def bmc(spec_path, depth, rlimit, timeout, deadlock, reduce, traces_dir):
                       budget=budget, reduce=reduce)
     except EncodeError as e:
         _fail(f"{spec.path}: model: {e}")
-    console = Console()
-    table = Table(title=f"bmc {spec.name} (depth {depth})")
-    for col in ("verdict", "property", "depth", "time (s)", "detail"):
-        table.add_column(col)
+    console = _console()
+    table = _table(f"bmc {spec.name} (depth {depth})", ("verdict", "property", "depth", "time (s)", "detail"))
     detail = res.detail
+    written = []
     if res.verdict == VIOLATION:
         p = write_trace(_trace_path(traces_dir, spec, res.property, "bmc"),
                         bmc_trace(model, res, spec=str(spec.path), source="pddgpu-verify bmc"))
         who = f" by {model.threads[res.thread].name}" if res.thread is not None else ""
         detail = f"trace{who}: {p}"
-    table.add_row(res.verdict, res.property or "-", str(res.depth), f"{res.seconds:.2f}", detail)
+        written.append(p)
+    table.add_row(res.verdict, escape(res.property or "-"), str(res.depth), f"{res.seconds:.2f}", escape(detail or ""))
     console.print(table)
+    _written(console, written)
     console.print(budget.summary())
     sys.exit(1 if res.verdict == VIOLATION else 0 if res.verdict == NO_VIOLATION else 3)

@@ -325,9 +325,28 @@ def to_python(e: Expr, slot_of, local_slot_of, pc_slot_of, tid) -> str:
         return f"_table({e.values!r}, {rec(e.index)}, {e.default})"
     if isinstance(e, FirstFit):
         return f"_first_fit({e.sizes!r}, {e.conflicts!r}, {rec(e.mask)}, {rec(e.size)})"
+    if isinstance(e, Op) and e.op in ("and", "or"):
+        # x != c1 and x != c2 ... (a thread at none of its busy steps) becomes x not in {c1, c2, ...}; likewise
+        # x == c1 or x == c2 ...: one set test instead of a line growing with the program
+        o, cmp = e.op, ("!=" if e.op == "and" else "==")
+        args, sets = [], {}
+        for a in chain(e, o):
+            if isinstance(a, Op) and a.op == cmp and isinstance(a.args[1], Const) and \
+                    isinstance(a.args[0], (Var, Local, Pc)):
+                key = rec(a.args[0])
+                if key not in sets:
+                    sets[key] = []
+                    args.append(key)
+                sets[key].append(a.args[1].value)
+            else:
+                args.append(rec(a))
+        test = "not in" if o == "and" else "in"
+        parts = [f"({a})" if a not in sets else
+                 f"({a}) {cmp} {sets[a][0]}" if len(sets[a]) == 1 else
+                 f"({a}) {test} {{{', '.join(map(repr, sorted(set(sets[a]))))}}}" for a in args]
+        return f"(1 if {f' {o} '.join(parts)} else 0)"
     if isinstance(e, Op) and e.op in FLAT:
         o, args = e.op, [rec(a) for a in chain(e, e.op)]
-        if o in ("and", "or"): return f"(1 if {f' {o} '.join(f'({a})' for a in args)} else 0)"
         if o == "+": return f"_wrap({' + '.join(f'({a})' for a in args)})"     # wrapping once is wrapping each sum
         return f"({f' {o} '.join(f'({a})' for a in args)})"
     if isinstance(e, Op):
