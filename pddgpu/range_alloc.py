@@ -1,34 +1,54 @@
 """Range allocator with the semantics of the kernel's ``drm_mm``.
 
-Placement follows ``drm_mm_insert_node_in_range``:
+Placement follows ``drm_mm_insert_node_in_range`` (drivers/gpu/drm/drm_mm.c)
+and is held to a port of its KUnit suite (``tests/kernel/test_drm_mm.py``):
 
-* ``BEST``  - try holes from the smallest that is large enough upward;
-* ``LOW``   - try holes from the lowest address upward, node at hole bottom;
-* ``HIGH``  - try holes from the highest address downward, node at hole top;
-* ``EVICT`` - the kernel walks the most recently freed holes first, to reuse
-  what an eviction scan just released.  This model has no eviction roster,
-  so EVICT places exactly like BEST; it exists so callers can pass the mode
-  they would pass to the kernel.
+* ``BEST``    - holes from the smallest that is large enough upward; among
+  holes of one size the most recently created first;
+* ``LOW``     - holes from the lowest address upward, node at hole bottom;
+* ``HIGH``    - holes from the highest address downward, node at hole top;
+* ``EVICT``   - holes from the most recently created one backwards (the
+  kernel's hole stack: what an eviction just released is tried first);
+* ``once=True`` (``LOWEST`` = LOW once, ``HIGHEST`` = HIGH once) - only the
+  first hole the mode would try (DRM_MM_INSERT_ONCE).
+
+A hole is "created" whenever the kernel adds it to its hole trees: when a
+node is placed (the parts of the hole left on either side, the upper part
+last), reserved, or removed (the merged hole).  ``holes()`` walks them in the
+kernel's order, newest first (drm_mm_for_each_hole).
+
+An optional ``color_adjust(before, after, color, start, end) -> (start,
+end)`` narrows a hole for a node of ``color`` (the kernel's
+``mm->color_adjust``; ``before``/``after`` are the allocated nodes bordering
+the hole, or None).
 
 Alignment is absolute (relative to address 0, not to ``start``) and may be
 any positive integer, as in the kernel.  Units are whatever the caller uses
-(bytes or pages); the allocator never scales them.
+(bytes or pages); the allocator never scales them.  Values are u64 as in the
+kernel: a size of 0, or a reservation whose end wraps past 2^64, is ENOSPC.
 
-Deliberate differences: size <= 0 is EINVAL (the kernel says ENOSPC), an
-inverted range is EINVAL (the kernel BUG()s), and misuse raises
-``AllocatorBug``.  There is no colour-adjust callback; ``color`` is only
-stored.  Not thread-safe: callers hold their own lock.
+Deliberate differences: negative or non-integer arguments are EINVAL, an
+inverted range is EINVAL (the kernel BUG()s), misuse raises ``AllocatorBug``;
+the eviction scanner (``drm_mm_scan_*``) is not modelled; for LOW and HIGH
+the first hole tried is the first usable one (size at least the request) in
+address order, where the kernel's first hole is wherever its augmented
+rb-tree search stops -- the same hole except when a too-small hole contains
+the range boundary, which can only matter with ``once``.  Not thread-safe:
+callers hold their own lock.
 """
 
 from __future__ import annotations
 
-import bisect
 import enum
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from sortedcontainers import SortedList
 
 from .errors import EINVAL, ENOSPC, AllocatorBug, AllocError
 
-__all__ = ["InsertMode", "Node", "RangeAllocator"]
+__all__ = ["InsertMode", "Node", "RangeAllocator", "U64_MAX"]
+
+U64_MAX = (1 << 64) - 1
 
 
 class InsertMode(enum.Enum):
@@ -36,6 +56,11 @@ class InsertMode(enum.Enum):
     LOW = "low"
     HIGH = "high"
     EVICT = "evict"
+    LOWEST = "lowest"       # LOW | ONCE
+    HIGHEST = "highest"     # HIGH | ONCE
+
+
+_ONCE_OF = {InsertMode.LOWEST: InsertMode.LOW, InsertMode.HIGHEST: InsertMode.HIGH}
 
 
 class Node:
@@ -63,32 +88,42 @@ class Node:
         return f"Node(start={self.start:#x}, size={self.size:#x}{color}{state})"
 
 
-def _check_int(name: str, value: object) -> int:
+def _check_u64(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise AllocError(EINVAL, f"{name} must be an integer, got {value!r}")
+    if value < 0 or value > U64_MAX:
+        raise AllocError(EINVAL, f"{name} {value} is not a u64")
     return value
+
+
+ColorAdjust = Callable[[Any, Any, Any, int, int], tuple]
 
 
 class RangeAllocator:
     """drm_mm-style allocator over [start, start + size)."""
 
-    def __init__(self, start: int, size: int) -> None:
-        _check_int("start", start)
-        _check_int("size", size)
-        if start < 0 or size <= 0:
+    def __init__(self, start: int, size: int, color_adjust: ColorAdjust | None = None) -> None:
+        _check_u64("start", start)
+        _check_u64("size", size)
+        if size == 0 or start + size > U64_MAX:
             raise AllocError(EINVAL, f"bad range start={start} size={size}")
         self._start = start
         self._size = size
+        self.color_adjust = color_adjust
         self._allocated_size = 0
         self._dead = False
         self._nodes: dict[int, Node] = {}
-        # Holes are indexed three ways: by start (address-ordered walks),
-        # by end (finding the hole left of a freed node) and by (size, start)
-        # for best fit.  Empty holes are never stored.
+        self._node_by_end: dict[int, Node] = {}
+        # Holes: by start (with their end and creation number), by end (the
+        # hole left of a freed node), and three orders the kernel walks --
+        # address, (size, newest first) for BEST, newest first for EVICT.
+        self._seq = 0
         self._hole_end: dict[int, int] = {}
+        self._hole_seq: dict[int, int] = {}
         self._hole_by_end: dict[int, int] = {}
-        self._hole_starts: list[int] = []
-        self._hole_sizes: list[tuple[int, int]] = []
+        self._by_addr = SortedList()
+        self._by_size = SortedList()      # (size, -seq, start)
+        self._by_age = SortedList()       # (-seq, start)
         self._add_hole(start, start + size)
 
     # -- public read-only state ------------------------------------------
@@ -111,14 +146,32 @@ class RangeAllocator:
         return self._allocated_size
 
     def holes(self) -> Iterator[tuple[int, int]]:
+        """(start, end) of every hole, most recently created first (the
+        kernel's drm_mm_for_each_hole)."""
+        self._check_alive()
+        ends = self._hole_end
+        return iter([(s, ends[s]) for _, s in self._by_age])
+
+    def holes_by_address(self) -> Iterator[tuple[int, int]]:
         """(start, end) of every hole, in address order."""
         self._check_alive()
-        return iter([(s, self._hole_end[s]) for s in self._hole_starts])
+        ends = self._hole_end
+        return iter([(s, ends[s]) for s in self._by_addr])
 
     def nodes(self) -> Iterator[Node]:
         """Allocated nodes in address order."""
         self._check_alive()
         return iter(sorted(self._nodes.values(), key=lambda n: n.start))
+
+    def hole_follows(self, node: Node) -> bool:
+        """drm_mm_hole_follows: a hole starts where ``node`` ends."""
+        self._check_owned(node)
+        return node.end in self._hole_end
+
+    def clean(self) -> bool:
+        """drm_mm_clean: no node allocated."""
+        self._check_alive()
+        return not self._nodes
 
     # -- allocation -------------------------------------------------------
 
@@ -130,55 +183,99 @@ class RangeAllocator:
         end: int | None = None,
         mode: InsertMode = InsertMode.BEST,
         color: Any = None,
+        once: bool = False,
     ) -> Node:
         """Place a node of ``size`` inside [start, end) (drm_mm_insert_node_in_range)."""
         self._check_alive()
-        _check_int("size", size)
-        _check_int("alignment", alignment)
-        range_start = self._start if start is None else _check_int("start", start)
-        range_end = self.end if end is None else _check_int("end", end)
-        if size <= 0:
-            raise AllocError(EINVAL, f"size {size} must be positive")
-        if alignment < 0:
-            raise AllocError(EINVAL, f"alignment {alignment} must not be negative")
+        _check_u64("size", size)
+        _check_u64("alignment", alignment)
+        range_start = self._start if start is None else _check_u64("start", start)
+        range_end = self.end if end is None else _check_u64("end", end)
         if range_start > range_end:
             raise AllocError(EINVAL, f"inverted range [{range_start:#x}, {range_end:#x})")
         if not isinstance(mode, InsertMode):
             raise AllocError(EINVAL, f"unknown insert mode {mode!r}")
+        if mode in _ONCE_OF:
+            mode, once = _ONCE_OF[mode], True
+        if size == 0 or range_end - range_start < size:
+            raise AllocError(ENOSPC, f"range [{range_start:#x}, {range_end:#x}) cannot hold {size:#x}")
+        if not self._by_size or self._by_size[-1][0] < size:
+            raise AllocError(ENOSPC, f"no hole of {size:#x}")
         if alignment <= 1:
             alignment = 0
-        if range_end - range_start < size:
-            raise AllocError(ENOSPC, f"range [{range_start:#x}, {range_end:#x}) smaller than {size:#x}")
 
-        high = mode is InsertMode.HIGH
-        for hs, he in self._candidate_holes(mode, size, range_start, range_end):
-            pos = self._fit(hs, he, size, alignment, range_start, range_end, high)
-            if pos is not None:
-                return self._place(hs, he, pos, size, color)
+        ends = self._hole_end
+        adjust = self.color_adjust
+        low, high = mode is InsertMode.LOW, mode is InsertMode.HIGH
+        for hs in self._candidate_holes(mode, size, range_start, range_end):
+            he = ends[hs]
+            if low and hs >= range_end:
+                break
+            if high and he <= range_start:
+                break
+            col_start, col_end = hs, he
+            if adjust is not None:
+                col_start, col_end = adjust(self._node_by_end.get(hs), self._nodes.get(he), color, hs, he)
+            lo = col_start if col_start > range_start else range_start
+            hi = col_end if col_end < range_end else range_end
+            if hi <= lo or hi - lo < size:
+                if once:
+                    break
+                continue
+            pos = hi - size if high else lo
+            if alignment:
+                rem = pos % alignment
+                if rem:
+                    pos -= rem
+                    if not high:
+                        pos += alignment
+                    if pos < lo or hi - pos < size:
+                        if once:
+                            break
+                        continue
+            return self._place(hs, he, pos, size, color)
         raise AllocError(ENOSPC, f"no hole for {size:#x} (align {alignment:#x}) in [{range_start:#x}, {range_end:#x})")
 
     def reserve_node(self, start: int, size: int, color: Any = None) -> Node:
         """Claim exactly [start, start + size) (drm_mm_reserve_node)."""
         self._check_alive()
-        _check_int("start", start)
-        _check_int("size", size)
-        if size <= 0:
-            raise AllocError(EINVAL, f"size {size} must be positive")
-        i = bisect.bisect_right(self._hole_starts, start) - 1
+        _check_u64("start", start)
+        _check_u64("size", size)
+        end = start + size
+        if size == 0 or end > U64_MAX:          # the kernel's end <= start, in u64
+            raise AllocError(ENOSPC, f"[{start:#x}, +{size:#x}) is empty or wraps")
+        i = self._by_addr.bisect_right(start) - 1
         if i >= 0:
-            hs = self._hole_starts[i]
+            hs = self._by_addr[i]
             he = self._hole_end[hs]
-            if start + size <= he:
-                return self._place(hs, he, start, size, color)
-        raise AllocError(ENOSPC, f"[{start:#x}, {start + size:#x}) is not inside a single hole")
+            if start < he:
+                adj_start, adj_end = hs, he
+                if self.color_adjust is not None:
+                    adj_start, adj_end = self.color_adjust(self._node_by_end.get(hs), self._nodes.get(he),
+                                                           color, hs, he)
+                if adj_start <= start and end <= adj_end:
+                    return self._place(hs, he, start, size, color)
+        raise AllocError(ENOSPC, f"[{start:#x}, {end:#x}) is not inside a single hole")
+
+    def replace_node(self, old: Node) -> Node:
+        """drm_mm_replace_node: a new node takes ``old``'s place (start,
+        size, colour and the holes around it unchanged); ``old`` is no
+        longer allocated."""
+        self._check_alive()
+        self._check_owned(old)
+        new = Node(old.start, old.size, old.color, self)
+        self._nodes[old.start] = new
+        self._node_by_end[old.end] = new
+        old._owner = None
+        return new
 
     def remove_node(self, node: Node) -> None:
-        """Free a node; the hole it leaves merges with its neighbours."""
+        """Free a node; the hole it leaves merges with its neighbours and is
+        the newest hole."""
         self._check_alive()
-        start = getattr(node, "start", None)
-        if start is None or self._nodes.get(start) is not node:
-            raise AllocatorBug(f"{node!r} is not allocated in this allocator")
-        del self._nodes[start]
+        self._check_owned(node)
+        del self._nodes[node.start]
+        del self._node_by_end[node.end]
         self._allocated_size -= node.size
         node._owner = None
         lo, hi = node.start, node.end
@@ -204,7 +301,7 @@ class RangeAllocator:
     def check_invariants(self) -> None:
         """Raise AllocatorBug unless holes and nodes tile the range exactly."""
         self._check_alive()
-        pieces = [(s, e, "hole") for s, e in self.holes()]
+        pieces = [(s, e, "hole") for s, e in self.holes_by_address()]
         pieces += [(n.start, n.end, "node") for n in self._nodes.values()]
         pieces.sort()
         cursor, prev_kind = self._start, None
@@ -218,8 +315,12 @@ class RangeAllocator:
             raise AllocatorBug(f"pieces end at {cursor:#x}, not {self.end:#x}")
         if self._allocated_size != sum(n.size for n in self._nodes.values()):
             raise AllocatorBug("allocated_size out of sync")
-        by_size = sorted((e - s, s) for s, e in self._hole_end.items())
-        if by_size != self._hole_sizes or len(self._hole_by_end) != len(self._hole_end):
+        if {n.end: n for n in self._nodes.values()} != self._node_by_end:
+            raise AllocatorBug("node index out of sync")
+        by_size = sorted((e - s, -self._hole_seq[s], s) for s, e in self._hole_end.items())
+        by_age = sorted((-self._hole_seq[s], s) for s in self._hole_end)
+        if (by_size != list(self._by_size) or by_age != list(self._by_age)
+                or sorted(self._hole_end) != list(self._by_addr) or len(self._hole_by_end) != len(self._hole_end)):
             raise AllocatorBug("hole indexes out of sync")
 
     # -- internals --------------------------------------------------------
@@ -228,58 +329,64 @@ class RangeAllocator:
         if self._dead:
             raise AllocatorBug("range allocator used after takedown()")
 
-    def _candidate_holes(self, mode, size, range_start, range_end) -> Iterator[tuple[int, int]]:
-        starts, ends = self._hole_starts, self._hole_end
-        if mode is InsertMode.LOW:
-            i = max(bisect.bisect_right(starts, range_start) - 1, 0)
-            for s in starts[i:]:
-                if s >= range_end:
-                    return
-                yield s, ends[s]
-        elif mode is InsertMode.HIGH:
-            i = bisect.bisect_left(starts, range_end)
-            for s in reversed(starts[:i]):
-                if ends[s] <= range_start:
-                    return
-                yield s, ends[s]
-        else:
-            i = bisect.bisect_left(self._hole_sizes, (size, -1))
-            for hsize, s in self._hole_sizes[i:]:
-                yield s, s + hsize
+    def _check_owned(self, node: object) -> None:
+        self._check_alive()
+        start = getattr(node, "start", None)
+        if start is None or self._nodes.get(start) is not node:
+            raise AllocatorBug(f"{node!r} is not allocated in this allocator")
 
-    @staticmethod
-    def _fit(hs, he, size, alignment, range_start, range_end, high) -> int | None:
-        lo, hi = max(hs, range_start), min(he, range_end)
-        if hi - lo < size:
-            return None
-        pos = hi - size if high else lo
-        if alignment:
-            rem = pos % alignment
-            if rem:
-                pos = pos - rem if high else pos + alignment - rem
-        if pos < lo or pos + size > hi:
-            return None
-        return pos
+    def _candidate_holes(self, mode, size, range_start, range_end) -> Iterator[int]:
+        """Hole starts in the order the kernel tries them (first_hole, then
+        next_hole), skipping holes smaller than ``size`` as its augmented
+        trees do."""
+        ends = self._hole_end
+        if mode is InsertMode.BEST:
+            for _, _, s in self._by_size.islice(self._by_size.bisect_left((size,))):
+                yield s
+        elif mode is InsertMode.LOW:
+            addr = self._by_addr
+            i = addr.bisect_right(range_start) - 1
+            if i < 0 or ends[addr[i]] < range_start:
+                i += 1
+            for s in addr.islice(i):
+                if ends[s] - s >= size:
+                    yield s
+        elif mode is InsertMode.HIGH:
+            addr = self._by_addr
+            i = addr.bisect_right(range_end)
+            for s in addr.islice(0, i, reverse=True):
+                if ends[s] - s >= size:
+                    yield s
+        else:  # EVICT: the hole stack, newest first
+            for _, s in self._by_age:
+                yield s
 
     def _place(self, hs: int, he: int, pos: int, size: int, color: Any) -> Node:
         self._del_hole(hs)
-        self._add_hole(hs, pos)
-        self._add_hole(pos + size, he)
+        if pos > hs:
+            self._add_hole(hs, pos)
+        if pos + size < he:
+            self._add_hole(pos + size, he)
         node = Node(pos, size, color, self)
         self._nodes[pos] = node
+        self._node_by_end[pos + size] = node
         self._allocated_size += size
         return node
 
     def _add_hole(self, s: int, e: int) -> None:
-        if s == e:
-            return
+        self._seq += 1
+        seq = self._seq
         self._hole_end[s] = e
+        self._hole_seq[s] = seq
         self._hole_by_end[e] = s
-        bisect.insort(self._hole_starts, s)
-        bisect.insort(self._hole_sizes, (e - s, s))
+        self._by_addr.add(s)
+        self._by_size.add((e - s, -seq, s))
+        self._by_age.add((-seq, s))
 
     def _del_hole(self, s: int) -> None:
         e = self._hole_end.pop(s)
+        seq = self._hole_seq.pop(s)
         del self._hole_by_end[e]
-        del self._hole_starts[bisect.bisect_left(self._hole_starts, s)]
-        del self._hole_sizes[bisect.bisect_left(self._hole_sizes, (e - s, s))]
+        self._by_addr.remove(s)
+        self._by_size.remove((e - s, -seq, s))
+        self._by_age.remove((-seq, s))

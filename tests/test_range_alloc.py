@@ -22,7 +22,8 @@ def expect_errno(errno, fn, *args, **kwargs):
 
 def check_tiling(mm):
     mm.check_invariants()
-    holes = list(mm.holes())
+    holes = list(mm.holes_by_address())
+    assert sorted(mm.holes()) == holes
     nodes = list(mm.nodes())
     pieces = sorted([(s, e) for s, e in holes] + [(n.start, n.end) for n in nodes])
     assert pieces[0][0] == mm.start and pieces[-1][1] == mm.start + mm.size
@@ -70,12 +71,15 @@ def test_best_fit_picks_smallest_hole_that_fits():
     # Holes of 50 @0, 20 @60 and 30 @100, separated by nodes.
     for start, size in ((50, 10), (80, 20), (130, 70)):
         mm.reserve_node(start, size)
-    assert list(mm.holes()) == [(0, 50), (60, 80), (100, 130)]
+    assert list(mm.holes_by_address()) == [(0, 50), (60, 80), (100, 130)]
     assert mm.insert_node(20).start == 60
     # With alignment 45 the 30 hole (100..130) has no aligned slot, so the
     # search moves on to the next larger hole.
     assert mm.insert_node(10, alignment=45).start == 0
-    assert mm.insert_node(25, mode=EVICT).start == 100  # EVICT behaves like BEST
+    # EVICT tries the newest hole first: [10, 50), left by the last insert
+    # (BEST would take the smaller [100, 130)).
+    assert list(mm.holes()) == [(10, 50), (100, 130)]
+    assert mm.insert_node(25, mode=EVICT).start == 10
     check_tiling(mm)
 
 
@@ -123,7 +127,8 @@ def test_reserve_node():
     before = snapshot(mm)
     for start, size in ((125, 10), (115, 10), (120, 1), (90, 20), (195, 10), (0, 1), (200, 1)):
         expect_errno(ENOSPC, mm.reserve_node, start, size)
-    expect_errno(EINVAL, mm.reserve_node, 150, 0)
+    expect_errno(ENOSPC, mm.reserve_node, 150, 0)  # the kernel's end <= start
+    expect_errno(EINVAL, mm.reserve_node, 150, -1)
     assert snapshot(mm) == before
     mm.reserve_node(100, 20)
     mm.reserve_node(130, 70)
@@ -134,9 +139,10 @@ def test_reserve_node():
 def test_holes_merge_on_remove():
     mm = RangeAllocator(0, 100)
     a, b, c = (mm.reserve_node(s, 10) for s in (10, 20, 30))
-    assert list(mm.holes()) == [(0, 10), (40, 100)]
+    assert list(mm.holes_by_address()) == [(0, 10), (40, 100)]
     mm.remove_node(b)
-    assert list(mm.holes()) == [(0, 10), (20, 30), (40, 100)]
+    assert list(mm.holes_by_address()) == [(0, 10), (20, 30), (40, 100)]
+    assert list(mm.holes()) == [(20, 30), (40, 100), (0, 10)]  # newest first
     mm.remove_node(a)  # merges with both neighbours
     assert list(mm.holes()) == [(0, 30), (40, 100)]
     mm.remove_node(c)
@@ -147,7 +153,6 @@ def test_holes_merge_on_remove():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(size=0),
         dict(size=-4),
         dict(size=4, alignment=-1),
         dict(size=4, start=50, end=40),
@@ -160,6 +165,14 @@ def test_invalid_insert(kwargs):
     mm.insert_node(10)
     before = snapshot(mm)
     expect_errno(EINVAL, mm.insert_node, **kwargs)
+    assert snapshot(mm) == before
+
+
+def test_zero_size_insert_is_enospc_like_the_kernel():
+    mm = RangeAllocator(0, 100)
+    before = snapshot(mm)
+    expect_errno(ENOSPC, mm.insert_node, 0)
+    expect_errno(ENOSPC, mm.reserve_node, 10, 0)
     assert snapshot(mm) == before
 
 
