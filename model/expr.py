@@ -347,6 +347,8 @@ def to_python(e: Expr, slot_of, local_slot_of, pc_slot_of, tid) -> str:
         return f"(1 if {f' {o} '.join(parts)} else 0)"
     if isinstance(e, Op) and e.op in FLAT:
         o, args = e.op, [rec(a) for a in chain(e, e.op)]
+        if len(args) > 32:       # a + b + c ... is a nested tree to Python's compiler too: fold a flat tuple
+            return f"{_FOLD[o]}(({', '.join(args)},))"
         if o == "+": return f"_wrap({' + '.join(f'({a})' for a in args)})"     # wrapping once is wrapping each sum
         return f"({f' {o} '.join(f'({a})' for a in args)})"
     if isinstance(e, Op):
@@ -369,7 +371,20 @@ def _table(values, i, default):
     return values[i] if 0 <= i < len(values) else default
 
 
+def _fold(op):
+    def fold(xs):
+        acc = xs[0]
+        for x in xs[1:]:
+            acc = op(acc, x)
+        return acc
+    return fold
+
+
+_FOLD = {"+": "_sum_all", "&": "_and_all", "|": "_or_all", "^": "_xor_all"}
+
 RUNTIME = {
     "_wrap": wrap, "_shl": _shl, "_shr": _shr,
     "_table": _table, "_first_fit": _first_fit,
+    "_sum_all": lambda xs: wrap(sum(xs)), "_and_all": _fold(int.__and__), "_or_all": _fold(int.__or__),
+    "_xor_all": _fold(int.__xor__),
 }
