@@ -466,3 +466,104 @@ def test_random_alloc_free_keeps_invariants(ops):
         mm.free_blocks(blocks)
     assert snapshot(mm) == initial
     assert mm.fini() == []
+
+
+# -- issue 10: deviations from the kernel, each pinned to the kernel's answer --
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+@pytest.mark.parametrize("flags", [0, RANGE_ALLOCATION])
+def test_issue10_rounded_past_max_order_is_einval(flags):
+    mm = BuddyAllocator(10 * GiB, C)
+    expect_errno(EINVAL, mm.alloc_blocks, 0, mm.size, 9 * GiB, 8 * GiB, flags)
+    assert mm.avail == mm.size
+
+
+def test_issue10_contiguous_range_past_max_order_is_einval():
+    mm = BuddyAllocator(10 * GiB, C)
+    expect_errno(EINVAL, mm.alloc_blocks, 0, mm.size, 9 * GiB, C, CONTIGUOUS_ALLOCATION | RANGE_ALLOCATION)
+    assert mm.avail == mm.size
+    # without RANGE the try-harder fallback serves it: 8 GiB + 1 GiB
+    blocks = mm.alloc_blocks(0, mm.size, 9 * GiB, C, CONTIGUOUS_ALLOCATION)
+    assert [(b.offset, b.size) for b in blocks] == [(0, 8 * GiB), (8 * GiB, GiB)]
+
+
+def test_issue10_size_below_min_block_is_offset_aligned():
+    mm = BuddyAllocator(1 * MiB, C)
+    (b,) = mm.alloc_blocks(0, mm.size, 4 * KiB, 256 * KiB, 0)
+    assert b.size == 4 * KiB and b.offset % (256 * KiB) == 0
+    assert b.offset == 768 * KiB        # the highest aligned slot, as the kernel picks it
+    assert mm.avail == mm.size - 4 * KiB
+    check_blocks(mm)
+
+
+def test_issue10_scattered_request_is_trimmed():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 3 * C, 2 * C)
+    assert sum(b.size for b in blocks) == 3 * C and mm.avail == 13 * C
+    blocks = alloc(mm, 3 * C, 2 * C, TRIM_DISABLE)
+    assert sum(b.size for b in blocks) == 4 * C
+
+
+def test_issue10_range_ignores_topdown():
+    mm = BuddyAllocator(16 * C, C)
+    (b,) = alloc(mm, C, C, RANGE_ALLOCATION | TOPDOWN_ALLOCATION, start=0, end=16 * C)
+    assert b.offset == 0
+
+
+def test_issue10_contiguous_range_has_no_fallback():
+    mm = BuddyAllocator(16 * C, C)
+    alloc(mm, C, start=3 * C, end=4 * C)
+    expect_errno(ENOSPC, alloc, mm, 3 * C, C, CONTIGUOUS_ALLOCATION | RANGE_ALLOCATION, start=0, end=7 * C)
+
+
+def test_issue10_contiguous_fallback_placement():
+    mm = BuddyAllocator(16 * C, C)
+    alloc(mm, C, start=2 * C, end=3 * C)
+    alloc(mm, C, start=10 * C, end=11 * C)
+    blocks = alloc(mm, 5 * C, C, CONTIGUOUS_ALLOCATION)
+    assert contiguous(blocks)
+    assert (blocks[0].offset, sum(b.size for b in blocks)) == (11 * C, 5 * C)
+
+
+def test_issue10_clear_tracking():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 4 * C, flags=TOPDOWN_ALLOCATION)
+    mm.free_blocks(blocks, CLEARED)
+    assert mm.clear_avail == 4 * C
+    (b,) = alloc(mm, C, flags=CLEAR_ALLOCATION)
+    assert b.is_clear and mm.clear_avail == 3 * C
+    (d,) = alloc(mm, C)
+    assert not d.is_clear
+    mm.free_block(b)                    # keeps its clear state
+    assert mm.clear_avail == 4 * C
+    mm.free_blocks([d])                 # dirty
+    mm.reset_clear(True)
+    assert mm.clear_avail == mm.avail == mm.size
+    mm.reset_clear(False)
+    assert mm.clear_avail == 0
+    check_blocks(mm)
+
+
+def test_issue10_trim_with_start():
+    mm = BuddyAllocator(16 * C, C)
+    blocks = alloc(mm, 8 * C, 8 * C)
+    base = blocks[0].offset
+    got = mm.block_trim(blocks, 2 * C, start=base + 2 * C)
+    assert [(b.offset - base, b.size) for b in got] == [(2 * C, 2 * C)]
+    assert mm.avail == 14 * C
+    expect_errno(EINVAL, mm.block_trim, got, C, start=base)  # before the block
+    check_blocks(mm)
+
+
+def test_issue10_range_ignored_without_range_flag():
+    mm = BuddyAllocator(16 * C, C)
+    (b,) = alloc(mm, C, start=8 * C, end=8 * C)
+    assert b.offset == 15 * C
+
+
+def test_issue10_u64_limit():
+    expect_errno(EINVAL, BuddyAllocator, 1 << 70, C)
+    mm = BuddyAllocator((1 << 64) - 1, C)
+    assert mm.max_order == 51

@@ -264,3 +264,87 @@ def test_random_insert_remove_keeps_invariants(ops):
         mm.remove_node(node)
     assert snapshot(mm) == initial
     assert mm.takedown() == []
+
+
+# -- issue 10: deviations from the kernel's drm_mm ---------------------------
+
+
+def _three_holes():
+    # holes [0, 10), [20, 30), [40, 50) created in that order
+    mm = RangeAllocator(0, 60)
+    a = mm.reserve_node(10, 10)
+    b = mm.reserve_node(30, 10)
+    c = mm.reserve_node(50, 10)
+    for n in (a, b, c):
+        mm.remove_node(n)
+    for s in (10, 30, 50):
+        mm.reserve_node(s, 10)
+    return mm
+
+
+def test_issue10_evict_walks_newest_hole_first():
+    mm = RangeAllocator(0, 60)
+    nodes = [mm.reserve_node(s, 10) for s in range(0, 60, 10)]
+    for i in (1, 5, 3):
+        mm.remove_node(nodes[i])
+    assert list(mm.holes()) == [(30, 40), (50, 60), (10, 20)]
+    assert mm.insert_node(10, mode=EVICT).start == 30
+    assert mm.insert_node(10, mode=EVICT).start == 50
+
+
+def test_issue10_best_takes_newest_of_equal_holes():
+    mm = RangeAllocator(0, 60)
+    nodes = [mm.reserve_node(s, 10) for s in range(0, 60, 10)]
+    for i in (1, 5, 3):
+        mm.remove_node(nodes[i])
+    assert mm.insert_node(10, mode=BEST).start == 30
+    check_tiling(mm)
+
+
+def test_issue10_once_tries_one_hole():
+    mm = RangeAllocator(0, 7)
+    mm.reserve_node(1, 1)
+    mm.reserve_node(5, 1)
+    # LOWEST: the first usable hole, [2, 5)
+    n = mm.insert_node(2, mode=InsertMode.LOWEST)
+    assert n.start == 2
+    mm.remove_node(n)
+    assert mm.insert_node(2, mode=InsertMode.HIGHEST).start == 3
+    # ONCE fails where the first hole has no room after alignment
+    mm = RangeAllocator(0, 10)
+    mm.reserve_node(0, 1)
+    mm.reserve_node(3, 3)                      # holes [1, 3) and [6, 10)
+    expect_errno(ENOSPC, mm.insert_node, 1, alignment=4, mode=LOW, once=True)
+    assert mm.insert_node(1, alignment=4, mode=LOW).start == 8
+
+
+def test_issue10_color_adjust_keeps_colours_apart():
+    def separate(before, after, color, start, end):
+        if before is not None and before.color != color:
+            start += 1
+        if after is not None and after.color != color:
+            end -= 1
+        return start, end
+
+    mm = RangeAllocator(0, 100, color_adjust=separate)
+    a = mm.insert_node(10, mode=LOW, color=1)
+    b = mm.insert_node(10, mode=LOW, color=2)
+    assert (a.start, b.start) == (0, 11)
+    c = mm.insert_node(10, mode=LOW, color=2)
+    assert c.start == 21                       # same colour may abut
+    # the 1-unit gap between colours 1 and 2 takes neither colour
+    expect_errno(ENOSPC, mm.reserve_node, 10, 1, color=2)
+    expect_errno(ENOSPC, mm.reserve_node, 10, 1, color=1)
+    mm.remove_node(b)
+    assert mm.reserve_node(10, 1, color=1).start == 10
+
+
+def test_issue10_replace_node_keeps_place():
+    mm = RangeAllocator(0, 100)
+    old = mm.insert_node(10, color="x")
+    holes = list(mm.holes())
+    new = mm.replace_node(old)
+    assert (new.start, new.size, new.color) == (old.start, old.size, "x")
+    assert not old.allocated and new.allocated and list(mm.holes()) == holes
+    mm.remove_node(new)
+    check_tiling(mm)
