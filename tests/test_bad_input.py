@@ -540,3 +540,19 @@ def test_fuzzed_traces_never_crash(data, cmd, tmp_path):
     p = tmp_path / "f.itf.json"
     p.write_text(json.dumps(data))
     _assert_clean(run(*cmd, p), p)
+
+
+def test_ctrl_c_on_a_real_run_exits_130_without_a_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    p = ROOT / "specs/40_vram_fixed.toml"      # millions of states without symmetry: still running after 2 s
+    proc = subprocess.Popen([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--no-symmetry",
+                             "--traces-dir", str(tmp_path / "t")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    time.sleep(2.0)                        # past start-up, inside the exploration
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, out[-500:], err[-2000:])
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "pddgpu-verify: interrupted"
