@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -486,6 +487,39 @@ def mutated_specs(draw):
 SEEN_CODES: dict = {}
 
 
+TINY_DICT = tomllib.loads(TINY)
+SPEC_PATHS = [p for p in _paths(TINY_DICT) if p]
+
+
+def _toml(d: dict) -> str:
+    """A spec dict as TOML: top-level scalars, then one table a section (values inline)."""
+    lines = [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"[{json.dumps(k)}]")
+            lines += [f"{json.dumps(kk)} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None]
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def structured_specs(draw):
+    """TINY with one to three fields replaced (any JSON-like value) or removed, written back as TOML."""
+    d = copy.deepcopy(TINY_DICT)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(SPEC_PATHS))
+        node = d
+        try:
+            for k in path[:-1]:
+                node = node[k]
+            if draw(st.integers(0, 4)) == 0 and isinstance(node, dict):
+                node.pop(path[-1], None)
+            else:
+                node[path[-1]] = draw(json_values | st.sampled_from([8, 9, 64, 65, 1 << 20, "alloc 2", "alloc 9"]))
+        except (KeyError, IndexError, TypeError):
+            pass
+    return _toml(d)
+
+
 def _assert_clean(r, path):
     SEEN_CODES[r.exit_code] = SEEN_CODES.get(r.exit_code, 0) + 1
     assert "Traceback" not in r.output, r.output
@@ -504,11 +538,12 @@ _FUZZ = settings(max_examples=int(os.environ.get("PDDGPU_FUZZ_EXAMPLES", 200)), 
 
 
 @_FUZZ
-@given(text=mutated_specs())
-def test_fuzzed_specs_never_crash(text, tmp_path):
+@given(text=st.one_of(mutated_specs(), structured_specs()), cmd=st.sampled_from(["check", "check", "properties"]))
+def test_fuzzed_specs_never_crash(text, cmd, tmp_path):
     p = tmp_path / "f.toml"
     p.write_text(text)
-    _assert_clean(run("check", p, "--traces-dir", tmp_path / "t", "--max-states", 3000, "--no-prove"), p)
+    args = ("--traces-dir", tmp_path / "t", "--max-states", 3000) if cmd == "check" else ()
+    _assert_clean(run(cmd, p, *args), p)
 
 
 BASE_TRACE = json.loads(SHUTDOWN_TRACE.read_text())
