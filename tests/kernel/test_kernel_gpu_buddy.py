@@ -579,3 +579,76 @@ def test_subtree_offset_alignment_stress():
                     max_align = max(max_align, a)
         assert max_align >= alignments[i].bit_length() - 1
     assert mm.fini() == []
+
+
+# -- cases of the older drm_buddy suite that gpu_buddy_test.c no longer has ----------------
+
+def mm_config(rng):
+    """A random chunk size and a random, usually non power-of-two, size (the
+    kernel's mm_config draws both from its seed), kept small."""
+    chunk = SZ_4K << rng.randrange(4)
+    return chunk * rng.randrange(1, 1 << 12), chunk
+
+
+def check_blocks(mm, blocks, expected_size, contiguous):
+    total = 0
+    prev = None
+    for b in blocks:
+        assert b.is_allocated and b.offset % b.size == 0 and b.end <= mm.size
+        if contiguous and prev is not None:
+            assert prev.end == b.offset, "blocks not contiguous"
+        total += b.size
+        prev = b
+    spans = sorted((b.offset, b.end) for b in blocks)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "blocks overlap"
+    assert total == expected_size
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drm_buddy_alloc_smoke(seed):
+    rng = random.Random(seed)
+    mm_size, chunk = mm_config(rng)
+    mm = BuddyAllocator(mm_size, chunk)
+    orders = rng.sample(range(mm.max_order + 1), mm.max_order + 1)
+    for max_order in orders:
+        mm.check_invariants()
+        order, total, blocks = max_order, 0, []
+        while total < mm.size:
+            size = get_size(order, chunk)
+            got = try_alloc(mm, 0, mm_size, size, size)
+            if got is None:
+                if order:
+                    order -= 1
+                    continue
+                pytest.fail(f"alloc with order={order} failed")
+            assert got[0].order == order
+            blocks += got
+            total += got[0].size
+        check_blocks(mm, blocks, total, False)
+        mm.free_blocks(blocks)
+        mm.check_invariants()
+        assert mm.avail == mm.size
+    assert mm.fini() == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drm_buddy_alloc_range_primes(seed):
+    rng = random.Random(seed)
+    mm_size, chunk = mm_config(rng)
+    mm = BuddyAllocator(mm_size, chunk)
+    rem, offset, blocks = mm.size, 0, []
+    page_num = 1
+    while rem:
+        size = min(page_num * chunk, rem)
+        got = must_alloc(mm, offset, offset + size, size, chunk, RANGE_ALLOCATION)
+        assert got[0].offset == offset
+        check_blocks(mm, got, size, True)
+        blocks += got
+        offset += size
+        rem -= size
+        page_num += 1
+        while not all(page_num % d for d in range(2, int(page_num ** 0.5) + 1)):
+            page_num += 1
+    mm.free_blocks(blocks)
+    mm.check_invariants()
+    assert mm.fini() == []
