@@ -107,7 +107,7 @@ def write_trace(path: Path, itf: dict) -> Path:
     return path
 
 
-MAX_STATES = 1_000_000       # states of one trace (each replayed step by step)
+MAX_STATES = 100_000         # states of one trace (each replayed step by step; the shipped ones have < 100)
 
 
 def load_trace(path) -> dict:

@@ -226,6 +226,8 @@ BAD_TRACES = [
     ("window a string", _set(("#meta", "window"), "2"), "#meta.window"),
     ("vars not names", _set(("vars",), [1]), "vars"),
     ("loop out of range", _set(("loop",), 99), "loop"),
+    ("loop disagrees with #meta.loop", lambda d: (d.__setitem__("loop", 1), d["#meta"].__setitem__("loop", 2)), "loop"),
+    ("too many states", _set(("states",), [{}] * 100_001), "states"),
 ]
 
 
