@@ -88,9 +88,8 @@ class Cli(click.Group):
             cmd = e.ctx.command_path if e.ctx else "pddgpu-verify"
             fail_input(f"{hint.replace(chr(39), '')}: {msg} (see {cmd} --help)" if hint and e.message
                        else f"{msg} (see {cmd} --help)")
-        except click.ClickException as e:
-            click.echo(f"pddgpu-verify: error: {_one_line(e.format_message())}", err=True)
-            sys.exit(e.exit_code)
+        except click.ClickException as e:            # (click's FileError and the like exit 1, a VIOLATION here)
+            fail_input(e.format_message())
         except (click.Abort, KeyboardInterrupt, EOFError):
             click.echo("\npddgpu-verify: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
