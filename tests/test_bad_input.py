@@ -393,6 +393,16 @@ def test_bmc_table_never_truncates_a_trace_path(tmp_path):
     assert f"trace written: {written[0]}" in r.output and "…" not in r.output
 
 
+def test_prove_table_never_truncates_a_cti_path_or_a_property_name(tmp_path):
+    text = TINY.replace('properties = "all"', 'properties = ["no_overlap", "used_matches_allocations"]')
+    p = spec_file(tmp_path, text + "\n[prove]\nlemmas = []\n")      # no lemmas: a CTI, quickly
+    deep = tmp_path / ("a_rather_long_folder_name_" * 4) / "traces"
+    r = run("prove", p, "--traces-dir", deep)
+    assert r.exit_code == 1, r.output
+    (cti,) = deep.glob("*.cti.itf.json")
+    assert f"trace written: {cti}" in r.output and "used_matches_allocations" in r.output and "…" not in r.output
+
+
 # ---- ITF -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", TRACES, ids=[p.name for p in TRACES])
