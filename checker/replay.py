@@ -68,6 +68,21 @@ def replay(path, data) -> ReplayResult:
 def _confirm(model, states, meta, verdict, prop, steps, cti) -> ReplayResult:
     last = states[-1]
     done = all(last[model.layout.pc_slot(t)] == model.layout.done_pc[t] for t in range(len(model.threads)))
+    if cti and verdict == "NOT INDUCTIVE" and prop is None:       # a CTI of a lemma (prove's helper invariant)
+        from ..model.expr import evaluate
+        from ..model.lemmas import LemmaError, lemma_expr
+        name = meta.get("lemma")
+        try:
+            e = lemma_expr(model, name)
+        except LemmaError:
+            return ReplayResult(model, False, f"not confirmed: lemma {name!r} is mined by prove, not one replay "
+                                              "can evaluate", steps, False)
+        first_ok, last_ok = (bool(evaluate(e, s, model.layout)) for s in (states[0], last))
+        if first_ok and not last_ok:
+            return ReplayResult(model, True, f"confirmed: counterexample to induction: lemma {name} holds in the "
+                                             "first state and fails after the recorded step", steps, False)
+        return ReplayResult(model, False, f"not confirmed: lemma {name} " + (
+            "already fails in the first state" if not first_ok else "still holds after the step"), steps, False)
     if cti and verdict == "NOT INDUCTIVE":
         first_ok = interpret.check(model, states[0], [prop]) is None
         last_bad = interpret.check(model, last, [prop]) is not None or (

@@ -306,7 +306,8 @@ def validated_states(path, data, model) -> list[tuple]:
         if not isinstance(tr.get("step"), str):
             raise TraceError(path, f"#meta.transitions[{i}].step", "must be a step label")
     verdict, prop = meta["verdict"], meta.get("property")
-    if verdict in ("VIOLATION", "NOT INDUCTIVE") and prop not in model.properties:
+    lemma_cti = verdict == "NOT INDUCTIVE" and prop is None and isinstance(meta.get("lemma"), str)
+    if verdict in ("VIOLATION", "NOT INDUCTIVE") and prop not in model.properties and not lemma_cti:
         raise TraceError(path, "#meta.property", f"a {verdict} trace names a property of the model, not "
                                                  f"{_short(prop)}")
     if verdict == "DEADLOCK" and prop not in (None, "deadlock"):

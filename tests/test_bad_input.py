@@ -403,6 +403,17 @@ def test_prove_table_never_truncates_a_cti_path_or_a_property_name(tmp_path):
     assert f"trace written: {cti}" in r.output and "used_matches_allocations" in r.output and "…" not in r.output
 
 
+def test_a_lemma_cti_written_by_prove_replays_and_shows(tmp_path):
+    # prove writes a CTI of a lemma with no #meta.property: replay checks the lemma itself (it was a KeyError)
+    text = TINY.replace('properties = "all"', 'properties = ["shutdown_sticky"]')
+    p = spec_file(tmp_path, text + '\n[prove]\nlemmas = ["held_blocks_in_mask"]\n')
+    run("prove", p, "--traces-dir", tmp_path / "t")
+    (cti,) = (tmp_path / "t").glob("*held_blocks_in_mask.cti.itf.json")
+    r = run("replay", "-q", cti)
+    assert r.exit_code == 0 and "lemma held_blocks_in_mask" in r.output, r.output
+    assert run("show", cti).exit_code == 0
+
+
 # ---- ITF -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", TRACES, ids=[p.name for p in TRACES])
