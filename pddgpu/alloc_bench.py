@@ -1,0 +1,161 @@
+"""A small bench of the buddy allocator (issue 10's speed rows).
+
+``run()`` measures, on a 1 GiB allocator of 4 KiB chunks:
+
+* ``fill_1g_s``          - filling it page by page (262144 single-page calls);
+* ``fill_1g_nogc_s``     - the same with Python's cyclic garbage collector
+  paused (its passes over the growing set of blocks are most of the rest);
+* ``alloc_1page_us``     - one single-page allocation on a fresh allocator
+  (mean over a batch);
+* ``range_100_us``       - a 1-page RANGE allocation in a 256 KiB window
+  with 100 free pages in the whole allocator (alloc + free, mean);
+* ``range_131k_us``      - the same with 131072 free pages (every other page);
+* ``contig_fail_ms``     - a 3-page CONTIGUOUS request that fails (every
+  other page free: no two free pages are adjacent).
+
+``main()`` prints them; ``markdown()`` renders them beside the figures issue
+10 recorded before the rewrite.  Pure pddgpu: no checker import.  Timings
+are wall-clock and depend on the machine and its load; nothing asserts on
+them.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from typing import Callable
+
+from .buddy import CONTIGUOUS_ALLOCATION, RANGE_ALLOCATION, BuddyAllocator
+from .errors import AllocError
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+PAGE = 4 * KiB
+WINDOW = (512 * MiB, 512 * MiB + 256 * KiB)
+
+# Issue 10's figures for the allocator before the rewrite (same rows).
+BEFORE = {
+    "fill_1g_s": 7.0,
+    "alloc_1page_us": 27.0,
+    "range_131k_us": 317_000.0,
+    "contig_fail_ms": 1300.0,
+}
+
+ROWS = (
+    ("fill_1g_s", "fill 1 GiB with 4 KiB blocks, page by page", "s", "< 1 s"),
+    ("fill_1g_nogc_s", "the same, cyclic GC paused (allocator work only)", "s", "-"),
+    ("alloc_1page_us", "single-page allocation", "µs", "-"),
+    ("range_100_us", "1-page RANGE alloc in a 256 KiB window, 100 free pages", "µs", "same as 131k"),
+    ("range_131k_us", "1-page RANGE alloc in a 256 KiB window, 131k free pages", "µs", "µs, same as 100"),
+    ("contig_fail_ms", "failing 3-page CONTIGUOUS request (131k free pages)", "ms", "milliseconds"),
+)
+
+
+def _mean(fn: Callable[[], object], n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def run(size: int = GiB, cls=BuddyAllocator, quick: bool = False, repeat: int = 1) -> dict:
+    """The bench figures (see the module docstring), each the best of
+    ``repeat`` runs.  ``quick`` uses fewer repetitions inside a run; ``cls``
+    lets the same bench time another implementation of the allocator's
+    interface."""
+    runs = [_run_once(size, cls, quick) for _ in range(max(repeat, 1))]
+    return {k: min(r[k] for r in runs) for k in runs[0]}
+
+
+def _run_once(size: int, cls, quick: bool) -> dict:
+    reps = 20 if quick else 200
+    out: dict[str, float] = {}
+    pages = size // PAGE
+
+    # single-page allocation on a fresh allocator
+    mm = cls(size, PAGE)
+    batch = 2000 if quick else 10000
+    out["alloc_1page_us"] = _mean(lambda: mm.alloc_blocks(0, size, PAGE, PAGE, 0), batch) * 1e6
+
+    # fill page by page
+    mm = cls(size, PAGE)
+    alloc = mm.alloc_blocks
+    t = time.perf_counter()
+    blocks = [alloc(0, size, PAGE, PAGE, 0) for _ in range(pages)]
+    out["fill_1g_s"] = time.perf_counter() - t
+
+    # the same with the cyclic garbage collector paused: the allocator's own
+    # work, without the collector's passes over the growing set of blocks
+    mm2 = cls(size, PAGE)
+    alloc2 = mm2.alloc_blocks
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        kept = [alloc2(0, size, PAGE, PAGE, 0) for _ in range(pages)]
+        out["fill_1g_nogc_s"] = time.perf_counter() - t
+    finally:
+        if was_enabled:
+            gc.enable()
+    del kept, mm2, alloc2
+
+    # every other page free: 131k free pages, no two adjacent
+    for b in blocks[::2]:
+        mm.free_blocks(b)
+    del blocks
+    lo, hi = WINDOW
+
+    def range_once(m=mm):
+        got = m.alloc_blocks(lo, hi, PAGE, PAGE, RANGE_ALLOCATION)
+        m.free_blocks(got)
+
+    out["range_131k_us"] = _mean(range_once, reps) * 1e6
+
+    def contig_fail(m=mm):
+        try:
+            m.alloc_blocks(0, size, 3 * PAGE, PAGE, CONTIGUOUS_ALLOCATION)
+        except AllocError:
+            return
+        raise AssertionError("the contiguous request should fail")
+
+    out["contig_fail_ms"] = _mean(contig_fail, max(reps // 20, 3)) * 1e3
+    del mm
+
+    # 100 free pages: 32 of them in the window, the rest spread out; the
+    # allocated space is claimed with exact-range requests (few large blocks)
+    mm = cls(size, PAGE)
+    free_pages = sorted(set(range(lo // PAGE, hi // PAGE, 2)) |
+                        {i * (pages // 68) + 7 for i in range(68)})[:100]
+    cursor = 0
+    for p in free_pages + [pages]:
+        if p > cursor:
+            mm.alloc_blocks(cursor * PAGE, p * PAGE, (p - cursor) * PAGE, PAGE, 0)
+        cursor = p + 1
+    assert mm.avail == len(free_pages) * PAGE
+    out["range_100_us"] = _mean(lambda: range_once(mm), reps) * 1e6
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.3g}" if v < 1000 else f"{v:,.0f}"
+
+
+def markdown(after: dict, before: dict | None = None, note: str = "") -> str:
+    before = BEFORE if before is None else before
+    lines = ["| measurement | unit | before (issue 10) | after | target |", "|---|---|---|---|---|"]
+    for key, label, unit, target in ROWS:
+        lines.append(f"| {label} | {unit} | {_fmt(before.get(key))} | {_fmt(after.get(key))} | {target} |")
+    return "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    res = run(quick="--quick" in argv, repeat=1 if "--quick" in argv else 3)
+    for key, label, unit, _ in ROWS:
+        print(f"{label:60s} {res[key]:12.3f} {unit}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
