@@ -543,6 +543,17 @@ def structured_specs(draw):
     return _toml(d)
 
 
+CASE_SECONDS = 10          # no fuzzed case may run longer (they take ~20 ms; a hang would take forever)
+
+
+def _timed_run(*args):
+    import time
+    t = time.monotonic()
+    r = run(*args)
+    assert time.monotonic() - t < CASE_SECONDS, ("slow case", args)
+    return r
+
+
 def _assert_clean(r, path):
     SEEN_CODES[r.exit_code] = SEEN_CODES.get(r.exit_code, 0) + 1
     assert "Traceback" not in r.output, r.output
@@ -566,7 +577,7 @@ def test_fuzzed_specs_never_crash(text, cmd, tmp_path):
     p = tmp_path / "f.toml"
     p.write_text(text)
     args = ("--traces-dir", tmp_path / "t", "--max-states", 3000) if cmd == "check" else ()
-    _assert_clean(run(cmd, p, *args), p)
+    _assert_clean(_timed_run(cmd, p, *args), p)
 
 
 BASE_TRACE = json.loads(SHUTDOWN_TRACE.read_text())
@@ -597,7 +608,7 @@ def mutated_traces(draw):
 def test_fuzzed_traces_never_crash(data, cmd, tmp_path):
     p = tmp_path / "f.itf.json"
     p.write_text(json.dumps(data))
-    _assert_clean(run(*cmd, p), p)
+    _assert_clean(_timed_run(*cmd, p), p)
 
 
 def test_ctrl_c_on_a_real_run_exits_130_without_a_traceback(tmp_path):
