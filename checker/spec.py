@@ -120,7 +120,7 @@ def _get(d, key, typ, path, where, default=None, required=False):
         return default
     v = d[key]
     if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
-        raise SpecError(path, f"{where}.{key}", f"must be an integer, not {v!r}")
+        raise SpecError(path, f"{where}.{key}" if where else key, f"must be an integer, not {_short(v)}")
     if typ is not int and (not isinstance(v, typ) or (typ is not bool and isinstance(v, bool))):
         names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in (typ if isinstance(typ, tuple) else (typ,)))
         raise SpecError(path, f"{where}.{key}" if where else key, f"must be {names}, not {_short(v)}")
@@ -176,7 +176,7 @@ def load_spec(path) -> Spec:
     _known(s, ("name", "model", "description", "defect", "fixed_by", "kind"), path, "spec")
     model = _get(s, "model", str, path, "spec", required=True)
     if model not in MODELS:
-        raise SpecError(path, "spec.model", f"unknown model '{model}' (known: {', '.join(MODELS)})")
+        raise SpecError(path, "spec.model", f"unknown model {_short(model)} (known: {', '.join(MODELS)})")
     name = check_name(_get(s, "name", str, path, "spec", default=path.stem), path,
                       "spec.name" if "name" in s else "spec.name (none given: the file name)")
 
