@@ -96,6 +96,14 @@ def _check_u64(name: str, value: object) -> int:
     return value
 
 
+_U64_MASK = (1 << 64) - 1
+
+
+def _size_key(size: int, seq: int, start: int) -> int:
+    """The BEST order as one integer: by size, then newest (highest seq) first."""
+    return size << 128 | (_U64_MASK - seq) << 64 | start
+
+
 ColorAdjust = Callable[[Any, Any, Any, int, int], tuple]
 
 
@@ -119,11 +127,15 @@ class RangeAllocator:
         # address, (size, newest first) for BEST, newest first for EVICT.
         self._seq = 0
         self._hole_end: dict[int, int] = {}
-        self._hole_seq: dict[int, int] = {}
+        self._hole_seq: dict[int, int] = {}    # also the hole stack: insertion order is creation order
         self._hole_by_end: dict[int, int] = {}
         self._by_addr = SortedList()
-        self._by_size = SortedList()      # (size, -seq, start)
-        self._by_age = SortedList()       # (-seq, start)
+        self._by_size = SortedList()      # size << 128 | (SEQ_MAX - seq) << 64 | start: one int per hole
+        # Hole starts by size class (size.bit_length()): lets LOW and HIGH
+        # skip runs of holes too small for a request without visiting them,
+        # as the kernel's max-hole-size augmented tree does.  Built the first
+        # time a search needs it, then kept up to date.
+        self._classes: dict[int, SortedList] | None = None
         self._add_hole(start, start + size)
 
     # -- public read-only state ------------------------------------------
@@ -150,7 +162,7 @@ class RangeAllocator:
         kernel's drm_mm_for_each_hole)."""
         self._check_alive()
         ends = self._hole_end
-        return iter([(s, ends[s]) for _, s in self._by_age])
+        return iter([(s, ends[s]) for s in reversed(self._hole_seq)])
 
     def holes_by_address(self) -> Iterator[tuple[int, int]]:
         """(start, end) of every hole, in address order."""
@@ -199,7 +211,7 @@ class RangeAllocator:
             mode, once = _ONCE_OF[mode], True
         if size == 0 or range_end - range_start < size:
             raise AllocError(ENOSPC, f"range [{range_start:#x}, {range_end:#x}) cannot hold {size:#x}")
-        if not self._by_size or self._by_size[-1][0] < size:
+        if not self._by_size or self._by_size[-1] >> 128 < size:
             raise AllocError(ENOSPC, f"no hole of {size:#x}")
         if alignment <= 1:
             alignment = 0
@@ -317,9 +329,14 @@ class RangeAllocator:
             raise AllocatorBug("allocated_size out of sync")
         if {n.end: n for n in self._nodes.values()} != self._node_by_end:
             raise AllocatorBug("node index out of sync")
-        by_size = sorted((e - s, -self._hole_seq[s], s) for s, e in self._hole_end.items())
-        by_age = sorted((-self._hole_seq[s], s) for s in self._hole_end)
-        if (by_size != list(self._by_size) or by_age != list(self._by_age)
+        by_size = sorted(_size_key(e - s, self._hole_seq[s], s) for s, e in self._hole_end.items())
+        by_age = sorted(self._hole_seq, key=self._hole_seq.get)
+        classes: dict[int, list] = {}
+        for st in sorted(self._hole_end):
+            classes.setdefault((self._hole_end[st] - st).bit_length(), []).append(st)
+        if self._classes is not None and classes != {k: list(v) for k, v in self._classes.items()}:
+            raise AllocatorBug("hole size classes out of sync")
+        if (by_size != list(self._by_size) or by_age != list(self._hole_seq)
                 or sorted(self._hole_end) != list(self._by_addr) or len(self._hole_by_end) != len(self._hole_end)):
             raise AllocatorBug("hole indexes out of sync")
 
@@ -341,25 +358,73 @@ class RangeAllocator:
         trees do."""
         ends = self._hole_end
         if mode is InsertMode.BEST:
-            for _, _, s in self._by_size.islice(self._by_size.bisect_left((size,))):
-                yield s
+            for key in self._by_size.islice(self._by_size.bisect_left(size << 128)):
+                yield key & _U64_MASK
         elif mode is InsertMode.LOW:
             addr = self._by_addr
             i = addr.bisect_right(range_start) - 1
             if i < 0 or ends[addr[i]] < range_start:
                 i += 1
-            for s in addr.islice(i):
-                if ends[s] - s >= size:
-                    yield s
+            yield from self._usable_by_address(i, size, False)
         elif mode is InsertMode.HIGH:
             addr = self._by_addr
-            i = addr.bisect_right(range_end)
-            for s in addr.islice(0, i, reverse=True):
-                if ends[s] - s >= size:
-                    yield s
+            i = addr.bisect_left(range_end) - 1
+            yield from self._usable_by_address(i, size, True)
         else:  # EVICT: the hole stack, newest first
-            for _, s in self._by_age:
+            for s in reversed(self._hole_seq):
                 yield s
+
+    _SCAN = 32      # holes visited one by one before switching to the size classes
+
+    def _usable_by_address(self, i: int, size: int, down: bool) -> Iterator[int]:
+        """Starts of the holes of at least ``size``, in address order from
+        index ``i`` of the address list (downwards if ``down``)."""
+        addr, ends = self._by_addr, self._hole_end
+        n = len(addr)
+        step = -1 if down else 1
+        scanned = 0
+        while 0 <= i < n and scanned < self._SCAN:
+            s = addr[i]
+            if ends[s] - s >= size:
+                yield s
+            i += step
+            scanned += 1
+        if not 0 <= i < n:
+            return
+        cursor = addr[i - step]       # the last hole visited
+        least = size.bit_length()
+        if self._classes is None:
+            self._classes = {}
+            for st in addr:
+                self._class_add(st, ends[st] - st)
+        while True:
+            best = None
+            for cls, starts in self._classes.items():
+                if cls < least:
+                    continue
+                if down:
+                    j = starts.bisect_left(cursor) - 1
+                    while j >= 0:
+                        s = starts[j]
+                        if cls > least or ends[s] - s >= size:
+                            break
+                        j -= 1
+                    if j >= 0 and (best is None or starts[j] > best):
+                        best = starts[j]
+                else:
+                    j = starts.bisect_right(cursor)
+                    m = len(starts)
+                    while j < m:
+                        s = starts[j]
+                        if cls > least or ends[s] - s >= size:
+                            break
+                        j += 1
+                    if j < m and (best is None or starts[j] < best):
+                        best = starts[j]
+            if best is None:
+                return
+            yield best
+            cursor = best
 
     def _place(self, hs: int, he: int, pos: int, size: int, color: Any) -> Node:
         self._del_hole(hs)
@@ -380,13 +445,26 @@ class RangeAllocator:
         self._hole_seq[s] = seq
         self._hole_by_end[e] = s
         self._by_addr.add(s)
-        self._by_size.add((e - s, -seq, s))
-        self._by_age.add((-seq, s))
+        self._by_size.add(_size_key(e - s, seq, s))
+        if self._classes is not None:
+            self._class_add(s, e - s)
+
+    def _class_add(self, s: int, size: int) -> None:
+        cls = size.bit_length()
+        starts = self._classes.get(cls)
+        if starts is None:
+            starts = self._classes[cls] = SortedList()
+        starts.add(s)
 
     def _del_hole(self, s: int) -> None:
         e = self._hole_end.pop(s)
         seq = self._hole_seq.pop(s)
         del self._hole_by_end[e]
         self._by_addr.remove(s)
-        self._by_size.remove((e - s, -seq, s))
-        self._by_age.remove((-seq, s))
+        self._by_size.remove(_size_key(e - s, seq, s))
+        if self._classes is not None:
+            cls = (e - s).bit_length()
+            starts = self._classes[cls]
+            starts.remove(s)
+            if not starts:
+                del self._classes[cls]

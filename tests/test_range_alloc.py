@@ -348,3 +348,30 @@ def test_issue10_replace_node_keeps_place():
     assert not old.allocated and new.allocated and list(mm.holes()) == holes
     mm.remove_node(new)
     check_tiling(mm)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_size_classes_visit_holes_like_an_address_scan(seed):
+    # LOW/HIGH skip small holes through the size classes after a short scan;
+    # the order must be exactly that of a scan of every hole.
+    rng = random.Random(seed)
+    mm = RangeAllocator(0, 4000)
+    mm._SCAN = 2
+    nodes = []
+    for _ in range(300):
+        try:
+            nodes.append(mm.reserve_node(rng.randrange(4000), rng.randrange(1, 40)))
+        except AllocError:
+            pass
+        if nodes and rng.random() < 0.3:
+            mm.remove_node(nodes.pop(rng.randrange(len(nodes))))
+    mm.check_invariants()
+    holes = list(mm.holes_by_address())
+    for _ in range(200):
+        size = rng.randrange(1, 60)
+        lo = rng.randrange(4000)
+        hi = rng.randrange(lo, 4001)
+        want_low = [s for s, e in holes if e - s >= size and e >= lo]
+        want_high = [s for s, e in reversed(holes) if e - s >= size and s < hi]
+        assert list(mm._candidate_holes(LOW, size, lo, hi)) == want_low
+        assert list(mm._candidate_holes(HIGH, size, lo, hi)) == want_high
