@@ -13,6 +13,10 @@
 * ``contig_fail_ms``     - a 3-page CONTIGUOUS request that fails (every
   other page free: no two free pages are adjacent).
 
+``run_mm()`` measures the range allocator (drm_mm) with 131072 one-page
+holes (every other page of 2^18 pages free): a 2-page LOW and a 2-page HIGH
+insertion (insert + remove, mean), which must skip every small hole.
+
 ``main()`` prints them; ``markdown()`` renders them beside the figures issue
 10 recorded before the rewrite.  Pure pddgpu: no checker import.  Timings
 are wall-clock and depend on the machine and its load; nothing asserts on
@@ -26,6 +30,7 @@ from typing import Callable
 
 from .buddy import CONTIGUOUS_ALLOCATION, RANGE_ALLOCATION, BuddyAllocator
 from .errors import AllocError
+from .range_alloc import InsertMode, RangeAllocator
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PAGE = 4 * KiB
@@ -46,6 +51,11 @@ ROWS = (
     ("range_100_us", "1-page RANGE alloc in a 256 KiB window, 100 free pages", "µs", "same as 131k"),
     ("range_131k_us", "1-page RANGE alloc in a 256 KiB window, 131k free pages", "µs", "µs, same as 100"),
     ("contig_fail_ms", "failing 3-page CONTIGUOUS request (131k free pages)", "ms", "milliseconds"),
+)
+
+MM_ROWS = (
+    ("mm_low_us", "drm_mm: 2-page LOW insert past 131k 1-page holes", "µs", "-"),
+    ("mm_high_us", "drm_mm: 2-page HIGH insert past 131k 1-page holes", "µs", "-"),
 )
 
 
@@ -134,6 +144,24 @@ def _run_once(size: int, cls, quick: bool) -> dict:
     return out
 
 
+def run_mm(cls=RangeAllocator, quick: bool = False) -> dict:
+    """The range allocator rows (see the module docstring)."""
+    reps = 20 if quick else 100
+    n = 1 << 17
+    mm = cls(0, 2 * n + 2)
+    nodes = [mm.insert_node(1, mode=InsertMode.LOW) for _ in range(2 * n)]
+    for node in nodes[::2]:
+        mm.remove_node(node)
+    del nodes
+    out = {}
+    for key, mode in (("mm_low_us", InsertMode.LOW), ("mm_high_us", InsertMode.HIGH)):
+        def once(m=mm, mode=mode):
+            m.remove_node(m.insert_node(2, mode=mode))
+        once()                      # the first search may build an index
+        out[key] = _mean(once, reps) * 1e6
+    return out
+
+
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -143,7 +171,7 @@ def _fmt(v: float | None) -> str:
 def markdown(after: dict, before: dict | None = None, note: str = "") -> str:
     before = BEFORE if before is None else before
     lines = ["| measurement | unit | before (issue 10) | after | target |", "|---|---|---|---|---|"]
-    for key, label, unit, target in ROWS:
+    for key, label, unit, target in ROWS + MM_ROWS:
         lines.append(f"| {label} | {unit} | {_fmt(before.get(key))} | {_fmt(after.get(key))} | {target} |")
     return "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
 
@@ -152,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     import sys
     argv = sys.argv[1:] if argv is None else argv
     res = run(quick="--quick" in argv, repeat=1 if "--quick" in argv else 3)
-    for key, label, unit, _ in ROWS:
+    res.update(run_mm(quick="--quick" in argv))
+    for key, label, unit, _ in ROWS + MM_ROWS:
         print(f"{label:60s} {res[key]:12.3f} {unit}")
     return res
 
