@@ -190,6 +190,12 @@ class BuddyAllocator:
         # Allocated blocks never overlap, so the offset is a unique key; an
         # identity check against it rejects double and foreign frees in O(1).
         self._allocated: dict[int, Block] = {}
+        # For offset-aligned requests: per tree and order, offset alignment
+        # level (trailing zero bits) -> max-heap of offsets, lazily pruned --
+        # the kernel's subtree_max_alignment augmentation.  Built on the
+        # first offset-aligned request, then kept up to date.
+        self._aligned: list[list[dict[int, list[int]]]] | None = None
+        self._aligned_pushes = 0
 
         roots = []
         offset, remaining = 0, size
@@ -501,8 +507,12 @@ class BuddyAllocator:
         if not free:
             free[block.offset] = block
             self._heaps[tree][block.order] = [-block.offset]
+            if self._aligned is not None:
+                self._aligned_push(tree, block.order, block.offset)
             return
         free[block.offset] = block
+        if self._aligned is not None:
+            self._aligned_push(tree, block.order, block.offset)
         heap = self._heaps[tree][block.order]
         heappush(heap, -block.offset)
         # Stale heap entries are dropped lazily; rebuild before they dominate.
@@ -674,6 +684,8 @@ class BuddyAllocator:
             # is alone in its tree
             free[o][off] = left
             heaps[o] = [-off]
+            if self._aligned is not None:
+                self._aligned_push(tree, o, off)
             block = right
         block.state = ALLOCATED
         self._avail -= size
@@ -730,7 +742,51 @@ class BuddyAllocator:
             block = block.right if not block.right.offset & mask else block.left
         return block
 
+    def _aligned_push(self, tree: int, order: int, off: int) -> None:
+        level = (off & -off).bit_length() - 1 if off else 64
+        heaps = self._aligned[tree][order]
+        h = heaps.get(level)
+        if h is None:
+            heaps[level] = [-off]
+        else:
+            heappush(h, -off)
+        self._aligned_pushes += 1
+        if self._aligned_pushes > 4 * self._size // self._chunk_size + 4096:
+            self._build_aligned()
+
+    def _build_aligned(self) -> None:
+        self._aligned = [[{} for _ in range(self._max_order + 1)] for _ in range(2)]
+        self._aligned_pushes = 0
+        for tree in (0, 1):
+            for order, free in enumerate(self._free[tree]):
+                heaps = self._aligned[tree][order]
+                for off in free:
+                    level = (off & -off).bit_length() - 1 if off else 64
+                    heaps.setdefault(level, []).append(-off)
+                for h in heaps.values():
+                    heapq.heapify(h)
+
     def _highest_aligned(self, tree: int, order: int, mask: int) -> Block | None:
+        """The free block of highest offset aligned to ``mask + 1`` (a power
+        of two) in one tree and order: the kernel's gpu_buddy_find_block_aligned."""
+        free = self._free[tree][order]
+        if not free:
+            return None
+        if self._aligned is None:
+            self._build_aligned()
+        need = mask.bit_length()
+        best = -1
+        for level, h in self._aligned[tree][order].items():
+            if level < need:
+                continue
+            while h and -h[0] not in free:
+                heappop(h)
+            if h and -h[0] > best:
+                best = -h[0]
+        return free[best] if best >= 0 else None
+
+    def _highest_aligned_scan(self, tree: int, order: int, mask: int) -> Block | None:
+        """Reference for _highest_aligned (tests): a scan of the whole tree."""
         free = self._free[tree][order]
         if not free:
             return None

@@ -581,3 +581,30 @@ def test_issue10_u64_limit():
     expect_errno(EINVAL, BuddyAllocator, 1 << 70, C)
     mm = BuddyAllocator((1 << 64) - 1, C)
     assert mm.max_order == 51
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_aligned_index_finds_what_a_scan_finds(seed):
+    # offset-aligned requests use an index of free blocks by offset alignment;
+    # after any history it must pick the block a scan of the free tree picks
+    rng = random.Random(seed)
+    mm = BuddyAllocator(256 * C, C)
+    live = []
+    for _ in range(400):
+        r = rng.random()
+        if r < 0.5:
+            size = C << rng.randrange(3)
+            min_block = size << rng.randrange(0, 4)
+            flags = rng.choice([0, CLEAR_ALLOCATION])
+            try:
+                live.append(mm.alloc_blocks(0, mm.size, size, min_block, flags))
+            except AllocError:
+                pass
+        elif live:
+            mm.free_blocks(live.pop(rng.randrange(len(live))), rng.choice([0, CLEARED]))
+        for tree in (0, 1):
+            for order in range(mm.max_order + 1):
+                for align_order in range(order, mm.max_order + 1):
+                    mask = (C << align_order) - 1
+                    assert mm._highest_aligned(tree, order, mask) is mm._highest_aligned_scan(tree, order, mask)
+    check_blocks(mm)

@@ -466,11 +466,11 @@ def test_alloc_range_bias(seed):
 # -- gpu_test_buddy_fragmentation_performance ------------------------------------------------
 
 def test_fragmentation_performance():
-    """Scaled down from 4 GiB to 64 MiB (1024 allocations instead of 65536);
+    """Scaled down from 4 GiB to 256 MiB (4096 allocations instead of 65536);
     the kernel only logs the times, so this keeps the behaviour (every
     allocation succeeds under maximal fragmentation, reverse-order frees
     merge back) and leaves timing to pddgpu.alloc_bench."""
-    mm_size = 64 * MiB
+    mm_size = 256 * MiB
     num_blocks = mm_size // (64 * KiB)
 
     mm = BuddyAllocator(mm_size, SZ_4K)
