@@ -58,6 +58,9 @@ FLAG_NAMES = {"state": {1: "INITIALIZING", 2: "READY", 4: "SHUTDOWN", 8: "ERROR"
 
 CAUGHT, SURVIVED, EQUIVALENT, UNBUILDABLE, INCOMPLETE = "caught", "survived", "equivalent", "unbuildable", \
     "incomplete"
+# a survivor the spec declares redundant ([mutate] redundant): its code is duplicated by another check, so no
+# property can tell it apart; listed apart, not scored.  A declared mutant that is caught is a stale declaration.
+REDUNDANT, STALE = "redundant", "stale"
 
 
 @dataclass(frozen=True)
@@ -930,7 +933,7 @@ class Report:
     @property
     def denominator(self) -> int:
         """Mutants built, less the equivalent ones."""
-        return len(self.outcomes) - self.count(UNBUILDABLE) - self.count(EQUIVALENT)
+        return len(self.outcomes) - self.count(UNBUILDABLE) - self.count(EQUIVALENT) - self.count(REDUNDANT)
 
     @property
     def full(self) -> bool:
@@ -1153,6 +1156,64 @@ class ResultCache:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.new))
         tmp.replace(self.path)
+
+
+def undecided(report: Report) -> list:
+    """The mutants a companion spec is asked about: every one the subject did not catch, but the unbuildable."""
+    return [o.id for o in report.outcomes if o.verdict in (SURVIVED, EQUIVALENT, INCOMPLETE)]
+
+
+def declare_redundant(report: Report, declared: dict) -> Report:
+    """``declared``: mutant id -> why it is redundant.  A declared mutant that survives is REDUNDANT; one that is
+    caught (or equivalent) makes the declaration STALE, which fails the run as a survivor does."""
+    out = []
+    for o in report.outcomes:
+        if o.id not in declared:
+            out.append(o)
+        elif o.verdict == SURVIVED:
+            out.append(replace(o, verdict=REDUNDANT, detail=f"declared redundant: {declared[o.id]}"))
+        else:
+            out.append(replace(o, verdict=STALE, detail=f"declared redundant, but {o.verdict}"
+                               + (f" by {o.property}" if o.property else "") + ": drop it from [mutate] redundant"))
+    return replace(report, outcomes=out)
+
+
+def shared_mutants(subject: Model, companion: Model, ids) -> list:
+    """Of ``ids``, the mutants that are the same rewrite of the same program in both models: a companion with
+    other options or other operations runs other programs, and a mutant of those is not this one."""
+    mine = {m.id: m for m in catalogue(subject)[0]}
+    theirs = {m.id: m for m in catalogue(companion)[0]}
+    return [i for i in ids if i in mine and i in theirs and mine[i].original == theirs[i].original
+            and mine[i].program == theirs[i].program]
+
+
+def merge(report: Report, companions: list) -> Report:
+    """The subject's report with its companions' verdicts folded in (``companions``: (name, Report) pairs, each
+    run on the mutants ``undecided`` named).  A mutant is caught if any spec catches it; it is equivalent only
+    if it is equivalent in every spec that has it (a behaviour one workload cannot reach is still behaviour);
+    else it survived, or stays incomplete if a search stopped short."""
+    by = {name: {o.id: o for o in r.outcomes} for name, r in companions}
+    out = []
+    for o in report.outcomes:
+        others = [(name, got[o.id]) for name, got in by.items() if o.id in got and got[o.id].verdict != UNBUILDABLE]
+        if o.verdict in (CAUGHT, UNBUILDABLE) or not others:
+            out.append(o)
+            continue
+        caught = [(n, x) for n, x in others if x.verdict == CAUGHT]
+        if caught:
+            n, x = min(caught, key=lambda c: c[1].trace or 0)
+            out.append(replace(o, verdict=CAUGHT, property=x.property, trace=x.trace,
+                               seconds=o.seconds + sum(y.seconds for _, y in others),
+                               detail=f"caught in {n} ({o.verdict} in {report.subject})"))
+            continue
+        verdicts = [o.verdict] + [x.verdict for _, x in others]
+        v = INCOMPLETE if INCOMPLETE in verdicts else (EQUIVALENT if all(x == EQUIVALENT for x in verdicts)
+                                                       else SURVIVED)
+        where = "; ".join(f"{x.verdict} in {n}" + (f" [{x.detail}]" if x.detail else "") for n, x in others)
+        out.append(replace(o, verdict=v, detail=(o.detail + "; " if o.detail else "") + where,
+                           seconds=o.seconds + sum(y.seconds for _, y in others)))
+    return Report(report.subject, out, report.skipped, report.original,
+                  round(report.seconds + sum(r.seconds for _, r in companions), 1))
 
 
 def _digest(x) -> str:

@@ -72,6 +72,11 @@ class Spec:
     expect_vacuous: list | None = None
     must_exercise: list = field(default_factory=list)
     kind: str = "defect"             # spec.kind (KINDS)
+    # mutate.companions: specs of the same model and options whose workloads reach what this one cannot (a
+    # third worker, a statistics reader); a mutant caught in any of them is caught (checker/mutate.py)
+    companions: list = field(default_factory=list)
+    # mutate.redundant: mutant id -> why no property can tell it apart (another check makes the same decision)
+    redundant: dict = field(default_factory=dict)
 
     def with_fixes(self) -> "Spec":
         """The same check with the spec's named fixes on: it must verify."""
@@ -171,7 +176,7 @@ def load_spec(path) -> Spec:
         raise SpecError(path, "toml", f"not valid TOML ({' '.join(str(e).split())})") from None
     except RecursionError:
         raise SpecError(path, "toml", "nested too deeply to be a spec") from None
-    _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove"), path, "")
+    _known(raw, ("spec", "readings", "fixes", "allocator", "threads", "check", "expect", "prove", "mutate"), path, "")
     s = _get(raw, "spec", dict, path, "", required=True)
     _known(s, ("name", "model", "description", "defect", "fixed_by", "kind"), path, "spec")
     model = _get(s, "model", str, path, "spec", required=True)
@@ -323,7 +328,57 @@ def load_spec(path) -> Spec:
                 raise SpecError(path, f"expect.vacuous[{i}]", f"unknown property {p!r}")
     # an OK spec exercises every property it checks unless it says which it cannot reach
     spec.expect_vacuous = vac if vac is not None else ([] if verdict == "OK" else None)
+    mt = _get(raw, "mutate", dict, path, "", default={})
+    spec.companions = _companions(mt, spec)
+    spec.redundant = _redundant(mt, spec, m)
     return spec
+
+
+def _redundant(t: dict, spec: Spec, model) -> dict:
+    """``[mutate] redundant = [{id = "...", why = "..."}]``: survivors the spec declares redundant."""
+    from .mutate import catalogue
+    items = _get(t, "redundant", list, spec.path, "mutate", default=[])
+    if not items:
+        return {}
+    known = {m.id for m in catalogue(model)[0]}
+    out = {}
+    for i, r in enumerate(items):
+        where = f"mutate.redundant[{i}]"
+        if not isinstance(r, dict) or set(r) != {"id", "why"} or not all(isinstance(v, str) and v for v in r.values()):
+            raise SpecError(spec.path, where, "must be a table {id = \"<mutant id>\", why = \"<reason>\"}")
+        if r["id"] not in known:
+            raise SpecError(spec.path, f"{where}.id", f"no mutant {_short(r['id'])} in this spec's catalogue")
+        out[r["id"]] = r["why"]
+    return out
+
+
+def _companions(t: dict, spec: Spec) -> list:
+    """``[mutate] companions``: file names beside this spec (or paths from it), each an OK spec of the same
+    model.  A companion is asked only about mutants of programs it runs unchanged (checker/mutate.py); its own
+    companions are not asked."""
+    path = spec.path
+    _known(t, ("companions", "redundant"), path, "mutate")
+    names = _get(t, "companions", list, path, "mutate", default=[])
+    if names and spec.expect_verdict != "OK":
+        raise SpecError(path, "mutate.companions", "only a spec expected to verify (OK) is mutation-tested")
+    out = []
+    for i, n in enumerate(names):
+        where = f"mutate.companions[{i}]"
+        if not isinstance(n, str):
+            raise SpecError(path, where, f"must be a spec file name, not {_short(n)}")
+        other = (path.parent / n).resolve()
+        if other == path.resolve():
+            raise SpecError(path, where, "names this spec itself")
+        try:
+            c = load_spec(other)
+        except SpecError as e:
+            raise SpecError(path, where, f"{n}: {e}") from None
+        if c.model != spec.model:
+            raise SpecError(path, where, f"{n} is a spec of the {c.model} model, not of {spec.model}")
+        if c.expect_verdict != "OK":
+            raise SpecError(path, where, f"{n} is not expected to verify (OK)")
+        out.append(c)
+    return out
 
 
 def _prove_table(p: dict, path) -> dict:

@@ -18,7 +18,7 @@ from ..checker.spec import SpecError, load_spec
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 COLOR = {"caught": "green", "survived": "bold red", "equivalent": "cyan", "unbuildable": "yellow",
-         "incomplete": "yellow"}
+         "incomplete": "yellow", "redundant": "cyan", "stale": "bold red"}
 
 
 def _fail(msg: str):
@@ -66,6 +66,29 @@ def _progress(name, total):
     return tick
 
 
+def _with_companions(M, spec, report, jobs, with_proof, budget, cache):
+    """Ask each of the spec's ``[mutate] companions`` about the mutants the spec did not catch."""
+    done = []
+    for c in spec.companions:
+        ids = M.undecided(report)
+        if not ids:
+            break
+        ids = M.shared_mutants(spec.build(), c.build(), ids)
+        if not ids:
+            continue
+        try:
+            r = M.run(c, M.check_config(c), jobs=jobs, with_proof=with_proof, select=ids,
+                      progress=_progress(f"{spec.name} in {c.name}", len(ids)), budget=budget, cache=cache)
+        except M.BadSubject as e:
+            _fail(f"{spec.path}: mutate.companions: {c.path}: {e}")
+        done.append(c.name)
+        report = M.merge(report, [(c.name, r)])
+    if done:
+        from dataclasses import replace
+        report = replace(report, subject=f"{report.subject} (with {', '.join(done)})")
+    return report
+
+
 def _table(report, with_proof) -> Table:
     t = Table(title=f"pddgpu-verify mutate: {report.subject}", show_lines=False)
     for col in ("mutant", "operator", "description", "verdict", "caught by", "time"):
@@ -87,6 +110,7 @@ def score_line(report) -> str:
     return (f"{report.subject}: mutation score {report.score} caught ({len(report.outcomes)} mutants of "
             f"{len(report.operators)} operator kind{'s' if len(report.operators) != 1 else ''}, "
             f"{report.count('equivalent')} equivalent, "
+            + (f"{report.count('redundant')} declared redundant, " if report.count('redundant') else "") +
             f"{report.count('unbuildable')} unbuildable; original {o['states']:,} states in {o['seconds']:.1f}s) "
             f"in {report.seconds:.1f}s")
 
@@ -94,7 +118,9 @@ def score_line(report) -> str:
 def print_report(report, *, summary=False, with_proof=False):
     if not summary:
         out.print(_table(report, with_proof))
-    for verdict, what in (("survived", "survived (a property is missing)"), ("incomplete", "incomplete"),
+    for verdict, what in (("survived", "survived (a property is missing)"),
+                          ("stale", "declared redundant but not a survivor (the declaration is stale)"),
+                          ("redundant", "redundant, as the spec declares (not scored)"), ("incomplete", "incomplete"),
                           ("unbuildable", "unbuildable (skipped)"), ("equivalent", "equivalent (not scored)")):
         items = [o for o in report.outcomes if o.verdict == verdict]
         if not items or (summary and verdict == "equivalent"):
@@ -156,6 +182,9 @@ def mutate(specs, with_proof, jobs, json_out, select, list_only, summary, budget
                       progress=_progress(spec.name, n), budget=budget, cache=cache)
         except M.BadSubject as e:
             _fail(f"{spec.path}: check: {e}")
+        r = _with_companions(M, spec, r, jobs, with_proof, budget, cache)
+        if spec.redundant:
+            r = M.declare_redundant(r, spec.redundant)
         print_report(r, summary=summary, with_proof=with_proof)
         reports.append((spec, r))
     if json_out:

@@ -469,14 +469,22 @@ def mask_is_held_blocks(model):
 
 
 @lemma("ghost_marks_bounded",
-       "a thread's ghost mark never exceeds the counter it was taken from: the ERROR set/clear counters only grow")
+       "a thread's ghost mark never exceeds the counter it was taken from: the ERROR set/clear counters only grow; "
+       "and a worker's entry mark (umark, below the cap only if the manager served at entry) still equal to the "
+       "ERROR sets means no ERROR was set since, so ERROR is clear")
 def ghost_marks_bounded(model):
+    from .manager import GHOST_CAP
     parts = []
     for t, th in enumerate(model.threads):
         names = {v.name for v in th.program.locals}
-        for mark, counter in (("emark", "err_clears"), ("imark", "err_clears"), ("rmark", "err_sets")):
+        for mark, counter in (("emark", "err_clears"), ("imark", "err_clears"), ("rmark", "err_sets"),
+                              ("xmark", "err_clears")):
             if mark in names:
                 parts.append(and_(Local(mark, t) >= 0, Local(mark, t) <= Var(counter)))
+        if "umark" in names:
+            u = Local("umark", t)
+            parts += [u >= 0, u <= GHOST_CAP, implies(u < GHOST_CAP, u <= Var("err_sets")),
+                      implies(and_(u < GHOST_CAP, eq(u, Var("err_sets"))), eq(Var("state") & 0x08, 0))]
     return and_(*parts)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .builder import LOCK_NO_REACQUIRE, LOCK_OWNER_RELEASE, NO_SLEEP_UNDER_SPINLOCK, ProgramBuilder, owner_value
-from .expr import (Const, Local, Op, Pc, Var, and_, bit, eq, implies, in_set, ne, not_, or_)
+from .expr import (Const, Local, Op, Pc, Var, and_, bit, eq, implies, in_set, ite, min_, ne, not_, or_)
 from .geometry import WINDOW_PROPERTY, Geometry, block_units
 from .options import resolve
 from .program import Model, Property, ThreadDef, VarDecl
@@ -44,7 +44,24 @@ P = dict(
     alloc_failure_sets_error="an allocation that fails for good returns with ERROR set, unless a recover has cleared "
                              "it since (并发保护机制 3.1: 分配失败时设置错误状态)",
     alloc_retries_before_failure="an allocation fails for good only after the allocator refused it RETRY_COUNT "
-                                 "times (3.3 / 并发保护机制 4.1: 分配失败时自动重试)",
+                                 "times, counted at the allocator, not by the code's counter (3.3 / 并发保护机制 "
+                                 "4.1: 分配失败时自动重试)",
+    alloc_retries_bounded="one allocation asks the allocator at most RETRY_COUNT times (3.3: RETRY_COUNT, then "
+                          "-ENOMEM)",
+    alloc_success_hands_a_block="an allocation that returns 0 hands the caller a block, and for VRAM its resource "
+                                "(3.3: r == 0 is success)",
+    alloc_enodev_only_when_unready="an allocation returns -ENODEV only if the device was shutting down or the "
+                                   "manager was not READY at some instant of the call (3.1 / 3.2: -ENODEV means "
+                                   "not ready; a READY manager serves)",
+    device_shutdown_refuses_calls="alloc and recover called once the device is shutting down return -ENODEV "
+                                  "(3.1 / 5.1: Device is shutting down)",
+    recover_refused_only_at_shutdown="recover returns -ENODEV only while the device or the manager is shutting "
+                                     "down (5.1)",
+    set_error_sets_error="set_error leaves ERROR set, unless a recover has cleared it since (2.1)",
+    state_transitions_documented="the state word moves only as 2.2 (状态转换) draws it: INITIALIZING is not "
+                                 "re-entered after init, and only the shutdown path sets SHUTDOWN",
+    fini_shuts_down="fini tears the allocator down only once the device and the manager are marked SHUTDOWN, "
+                    "so that every later call is refused (3.1 / 3.2)",
     init_failure_sets_error="a recover whose allocator init failed returns with ERROR set, unless a recover has "
                             "cleared it since (并发保护机制 3.1: 初始化失败时设置错误状态)",
     recover_leaves_ready="a recover that returns 0 leaves the manager READY without ERROR, unless ERROR was set again "
@@ -143,6 +160,17 @@ def _unless_since(cond, claim, mark, counter):
     return implies(and_(cond, mark < GHOST_CAP), or_(claim, ne(counter, mark)))
 
 
+def _serving():
+    """The manager serves (2.2): device up, state word exactly READY."""
+    return and_(not_(bit(DEV, DEV_SHUTDOWN)), eq(S & 15, READY))
+
+
+def _entry_marks():
+    """Taken at a call's first step: was the device down (dmark), and the ERROR sets so far, or the cap when the
+    manager was not serving at entry (umark: an -ENODEV is then justified, the premise made false)."""
+    return [(Local("dmark"), ite(bit(DEV, DEV_SHUTDOWN), 1, 0)), (Local("umark"), ite(_serving(), ESETS, GHOST_CAP))]
+
+
 def _lock_held():
     return eq(Var("lock"), owner_value())
 
@@ -189,9 +217,10 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     unvres = [(Local("vres"), 0)] if prof.has_vres else []
     retry_state = opt["state_check_failure"] == "retry"
 
+    marks = _entry_marks()
     b.branch(L("dev_check"), [
-        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), (Local("retry"), 0)], L("return")),
-        (not_(bit(DEV, DEV_SHUTDOWN)), [(Local("retry"), 0)], L("mgr_check")),
+        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), (Local("retry"), 0), *marks], L("return")),
+        (not_(bit(DEV, DEV_SHUTDOWN)), [(Local("retry"), 0), *marks], L("mgr_check")),
     ], section="3.1", call=call, code="if (atomic_read(&pdev->device_state) & SHUTDOWN) return -ENODEV;")
     if retry_state and opt["fix_state_retry_bounded"]:
         _is_ready_steps(b, c, L("mgr_check"), L("lock"), L("state_retry_check"), ok_updates=vres,
@@ -221,12 +250,15 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
     # in a block of 4, and the allocator and the statistics count the block
     bsize = block_units(geo.kind, size)
     fit = geo.first_fit(MASK, bsize)
-    ok_updates = [(MASK, MASK | geo.bit_of(fit)), (BLK, fit), (Local("bgen"), Var("gen")), (Local("r"), 0)]
+    # the ghost count of allocator calls of this alloc, saturating one past the bound so a runaway loop stays finite
+    counted = (Local("calls"), min_(Local("calls") + 1, prof.retry_count + 1))
+    ok_updates = [(MASK, MASK | geo.bit_of(fit)), (BLK, fit), (Local("bgen"), Var("gen")), (Local("r"), 0), counted]
     if prof.used_in_allocator:
         ok_updates.append((USED, USED + bsize))
     asserts = [("no_allocator_use_after_fini", _allocator_usable()),
                ("error_serves_no_alloc", eq(S & ERROR, 0)),
-               ("allocator_lock_held", _lock_held())]
+               ("allocator_lock_held", _lock_held()),
+               ("alloc_retries_bounded", Local("calls") < prof.retry_count)]
     if geo.windowed:
         # the model sees only the window; the real allocator, everything outside it free, has a block for this
         # request (geometry: window + size <= units), so a first fit that finds the window full is where the
@@ -234,7 +266,7 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
         asserts.append((WINDOW_PROPERTY, fit >= 0))
     b.branch(L("alloc_call"), [
         (fit >= 0, ok_updates, L("ok_stats") if c.stats_locked() else L("ok_unlock")),
-        (fit < 0, [(Local("r"), -ENOSPC)], L("fail_check") if _holds(c) else L("fail_unlock")),
+        (fit < 0, [(Local("r"), -ENOSPC), counted], L("fail_check") if _holds(c) else L("fail_unlock")),
     ], section="3.3", call=call, kind="alloc", asserts=asserts,
         code=f"r = {prof.alloc_fn}(&mgr->mm, ...);" + (
             f" /* alloc({size}): one block of {bsize} (min_block_size rounded up to a power of two) */"
@@ -275,19 +307,32 @@ def _alloc(b: ProgramBuilder, c: _Ctx, k: int, size: int, nxt: str):
 
     fail = eq(RET, prof.alloc_fail_code)
     promised = [("alloc_failure_sets_error", _unless_since(fail, bit(S, ERROR), Local("emark"), ECLEARS)),
-                ("alloc_retries_before_failure", implies(fail, eq(Local("retry"), prof.retry_count)))]
+                ("alloc_retries_before_failure", implies(fail, eq(Local("calls"), prof.retry_count))),
+                ("alloc_success_hands_a_block", implies(eq(RET, 0), and_(BLK >= 0, *(
+                    [eq(Local("vres"), 1)] if prof.has_vres else [])))),
+                ("alloc_enodev_only_when_unready", _unless_since(eq(RET, -ENODEV), not_(_serving()), Local("umark"),
+                                                                 ESETS)),
+                ("device_shutdown_refuses_calls", implies(eq(Local("dmark"), 1), eq(RET, -ENODEV)))]
     lost_vres = [("no_lost_resource", implies(ne(RET, 0), eq(Local("vres"), 0)))] if prof.has_vres else []
     # the return's checks read the pre-state; the ghost mark is dead after it
     _return_step(b, L("return"), nxt, prof.alloc_codes, call, extra_asserts=lost_vres + promised,
-                 updates=[(Local("emark"), 0)] + ([(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else []))
+                 updates=[(Local("emark"), 0), *_ghost_resets()] + ([(Local("sretry"), 0)] if retry_state and opt["fix_state_retry_bounded"] else []))
 
 
-def _locked_set_error(b: ProgramBuilder, c: _Ctx, label, nxt, call, section):
-    """set_error under the manager lock (fix_error_under_lock): lock, atomic_or(ERROR), unlock."""
+def _ghost_resets():
+    return [(Local("calls"), 0), (Local("umark"), GHOST_CAP), (Local("dmark"), 0)]
+
+
+def _locked_set_error(b: ProgramBuilder, c: _Ctx, label, nxt, call, section, mark=None):
+    """set_error under the manager lock (fix_error_under_lock): lock, atomic_or(ERROR), unlock.  ``mark``: a
+    ghost local that takes the ERROR clears at the write, so that set_error_sets_error is checked at the end."""
     b.acquire(label, "lock", label + "_set", c.lk, section=section, call=call)
-    b.go(label + "_set", label + "_unlock", _set_error_updates(), section=section, call=call,
+    marked = [(Local(mark), ECLEARS)] if mark else []
+    b.go(label + "_set", label + "_unlock", _set_error_updates() + marked, section=section, call=call,
          code="atomic_or(STATE_ERROR, &mgr->state); /* under mgr->lock */")
-    b.release(label + "_unlock", "lock", nxt, c.lk, section=section, call=call)
+    promised = [("set_error_sets_error", _unless_since(Const(1), bit(S, ERROR), Local(mark), ECLEARS))] if mark else []
+    b.release(label + "_unlock", "lock", nxt, c.lk, section=section, call=call, asserts=promised,
+              updates=[(Local(mark), 0)] if mark else [])
 
 
 def _holds(c: _Ctx) -> bool:
@@ -380,6 +425,10 @@ def _worker(c: _Ctx, ops) -> ProgramBuilder:
     for name, bits, init in (("ret", 8, 0), ("retry", rbits, 0), ("r", 8, 0), ("blk", 8, -1), ("bgen", 8, 0), ("fsz", 8, 0), ("sretry", rbits, 0),
                              ("emark", 4, 0)):
         b.local(name, bits, init)
+    b.local("calls", rbits, 0, doc="ghost: allocator calls of the current alloc")
+    b.local("umark", 4, GHOST_CAP, doc="ghost: ERROR sets at the call's entry (the cap if not serving then, "
+                                      "and between calls)")
+    b.local("dmark", 2, 0, doc="ghost: the device was shutting down at the call's entry")
     if c.prof.has_vres:
         b.local("vres", 2, 0)
     n = len(ops)
@@ -401,13 +450,15 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
     b.local("r", 8, 0)
     b.local("rmark", 4, 0)      # ERROR sets counted at entry: recover_leaves_ready
     b.local("imark", 4, 0)      # ERROR clears counted when init failed: init_failure_sets_error
+    b.local("dmark", 2, 0, doc="ghost: the device was shutting down at the call's entry")
     call = "recover"
     under_lock = opt["fix_error_under_lock"]
     fix_state, fix_reinit = opt["fix_recover_state"], opt["fix_recover_reinit"]
     mark = (Local("rmark"), ESETS)
+    dmark = _entry_marks()[0]
     b.branch("dev_check", [
-        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), mark], "return"),
-        (not_(bit(DEV, DEV_SHUTDOWN)), [mark], "lock" if (fix_state or under_lock) else "clear_error"),
+        (bit(DEV, DEV_SHUTDOWN), [(RET, -ENODEV), mark, dmark], "return"),
+        (not_(bit(DEV, DEV_SHUTDOWN)), [mark, dmark], "lock" if (fix_state or under_lock) else "clear_error"),
     ], section="5.1", call=call, code="if (device_state & SHUTDOWN) return -ENODEV;")
     clear = [(S, S & ~ERROR), _bump(ECLEARS)]
     if not fix_state and under_lock:
@@ -480,17 +531,22 @@ def _recoverer(c: _Ctx) -> ProgramBuilder:
              code="atomic_set(&mgr->state, STATE_READY); /* plain store */")
     b.go("ok", "return", [(RET, 0)], section="5.1", call=call, code="return 0;")
     promised = [("init_failure_sets_error", _unless_since(eq(RET, -ENOMEM), bit(S, ERROR), Local("imark"), ECLEARS)),
-                ("recover_leaves_ready", _unless_since(eq(RET, 0), and_(bit(S, READY), not_(bit(S, ERROR))),
-                                                       Local("rmark"), ESETS))]
+                ("recover_leaves_ready", _unless_since(eq(RET, 0), and_(bit(S, READY), not_(bit(S, ERROR)),
+                                                                            not_(bit(S, INITIALIZING))),
+                                                       Local("rmark"), ESETS)),
+                ("device_shutdown_refuses_calls", implies(eq(Local("dmark"), 1), eq(RET, -ENODEV))),
+                ("recover_refused_only_at_shutdown", implies(eq(RET, -ENODEV), or_(bit(DEV, DEV_SHUTDOWN),
+                                                                                     bit(S, SHUTDOWN))))]
     _return_step(b, "return", "done", (0, -ENODEV, -ENOMEM), call, extra_asserts=promised,
-                 updates=[(Local("rmark"), 0), (Local("imark"), 0)])
+                 updates=[(Local("rmark"), 0), (Local("imark"), 0), (Local("dmark"), 0)])
     return b
 
 
 def _injector(c: _Ctx) -> ProgramBuilder:
     b = ProgramBuilder("injector", c.spin)
     if c.opt["fix_error_under_lock"]:
-        _locked_set_error(b, c, "set_error", "done", "set_error", section="2.1 (fix: under the lock)")
+        b.local("xmark", 4, 0, doc="ghost: ERROR clears at the write of set_error")
+        _locked_set_error(b, c, "set_error", "done", "set_error", section="2.1 (fix: under the lock)", mark="xmark")
     else:
         b.go("set_error", "done", _set_error_updates(), section="2.1", call="set_error",
              code="atomic_or(STATE_ERROR, &mgr->state);")
@@ -561,7 +617,8 @@ def _fini(c: _Ctx, others) -> ProgramBuilder:
                  code="/* wait until every user has returned */")
     leak_free = and_(eq(MASK, 0), eq(USED, 0), eq(VIS, 0) if prof.has_vis else Const(1), eq(Var("lost"), 0))
     teardown = [(Var("alive"), 0), (Var("finied"), 1), (MASK, 0)]
-    td_asserts = [("no_leak_at_fini", leak_free), ("no_allocator_use_after_fini", eq(Var("finied"), 0))]
+    td_asserts = [("no_leak_at_fini", leak_free), ("no_allocator_use_after_fini", eq(Var("finied"), 0)),
+                  ("fini_shuts_down", and_(bit(DEV, DEV_SHUTDOWN), bit(S, SHUTDOWN)))]
     if opt["fix_fini_evicts"] or opt["fini_takes_lock"]:
         # fini's locking is a reading (the document shows no fini): lockdep is asked only of a fini read as locked;
         # a lockless fini's races are what no_allocator_use_after_fini catches
@@ -636,6 +693,9 @@ def build(prof: Profile, geo: Geometry, options: dict, workload: Workload, name:
     props["shutdown_sticky"] = Property("shutdown_sticky", "invariant", P["shutdown_sticky"],
                                         implies(eq(Var("shutdown_seen"), 1), bit(S, SHUTDOWN)), "2.2",
                                         trigger=eq(Var("shutdown_seen"), 1))
+    props["state_transitions_documented"] = Property(
+        "state_transitions_documented", "invariant", P["state_transitions_documented"],
+        and_(not_(bit(S, INITIALIZING)), implies(bit(S, SHUTDOWN), eq(Var("shutdown_seen"), 1))), "2.2")
     # overlap only among blocks of the same allocator instance would hide the re-init defect: compare all
     pairs = [and_(ge0(i), ge0(j), geo.overlap(Local("blk", i), Local("blk", j))) for a, i in enumerate(W)
              for j in W[a + 1:]]

@@ -290,3 +290,109 @@ def test_equivalence_ignores_the_ghosts_and_what_nothing_reads_but_nothing_else(
     assert {"lost", "shutdown_seen", "finied", "err_sets", "err_clears"} <= hidden
     assert not {"state", "dev_state", "lock", "mask", "alive", "gen", "used", "vis", "w0.pc", "w0.ret", "w0.blk",
                 "w0.vres", "rec0.r", "stats0.s_used"} & hidden
+
+
+# ---------------------------------------------------------------------------------------------- companions
+
+def one_recoverer(tmp_path, companions=('"' + str(ROOT / "specs" / "51_vram_fixed_two_recoverers.toml") + '"',)):
+    """Spec 51 with one recoverer: a recover's set_error outside the lock does no harm here (nobody clears
+    ERROR after the failed init), only beside a second recoverer (spec 51 itself)."""
+    text = (ROOT / "specs" / "51_vram_fixed_two_recoverers.toml").read_text()
+    text = text.replace("recoverers = 2", "recoverers = 1").replace('name = "vram_fixed_two_recoverers"',
+                                                                   'name = "one_recoverer"')
+    text = text.replace('"recover_refused_only_at_shutdown", ', '')
+    if companions:
+        text += "\n[mutate]\ncompanions = [" + ", ".join(companions) + "]\n"
+    p = tmp_path / "one_recoverer.toml"
+    p.write_text(text)
+    return p
+
+
+RECOVER_UNLOCKED = "drop_lock:recoverer:set_error"
+
+
+def test_a_mutant_no_workload_of_the_spec_reaches_is_caught_by_its_companion(tmp_path):
+    alone = run("mutate", one_recoverer(tmp_path, companions=()), "--operator", RECOVER_UNLOCKED, "--jobs", "1")
+    assert alone.exit_code == 1 and "survived" in alone.output and "0/1" in alone.output
+    res = run("mutate", one_recoverer(tmp_path), "--operator", RECOVER_UNLOCKED, "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    assert "1/1" in res.output and "(with vram_fixed_two_recoverers)" in res.output
+    assert "error_serves_no_alloc" in res.output
+
+
+def _o(verdict, **kw):
+    return M.Outcome("m", "op", "worker", "d", verdict, **kw)
+
+
+def _r(*outcomes):
+    return M.Report("s", list(outcomes), [], {"states": 1, "seconds": 0.0}, 0.0)
+
+
+@pytest.mark.parametrize("mine, theirs, merged", [
+    ("survived", "caught", "caught"),
+    ("equivalent", "caught", "caught"),
+    ("equivalent", "survived", "survived"),       # behaviour the subject cannot reach is still behaviour
+    ("equivalent", "equivalent", "equivalent"),
+    ("survived", "equivalent", "survived"),
+    ("survived", "incomplete", "incomplete"),
+    ("caught", "survived", "caught"),
+])
+def test_merge_catches_in_any_spec_and_calls_equivalent_only_what_is_equivalent_in_all(mine, theirs, merged):
+    extra = {"property": "p", "trace": 3} if theirs == "caught" else {}
+    got = M.merge(_r(_o(mine)), [("c", _r(_o(theirs, **extra)))]).outcomes[0]
+    assert got.verdict == merged
+    if merged == "caught" and mine != "caught":
+        assert got.property == "p" and "caught in c" in got.detail
+
+
+def test_a_companion_is_asked_only_about_programs_it_runs_unchanged():
+    s40 = load_spec(FIXED[0])
+    ids = [m.id for m in M.catalogue(s40.build())[0]]
+    three = load_spec(ROOT / "specs" / "50_vram_fixed_three_workers.toml").build()
+    shared = M.shared_mutants(s40.build(), three, ids)
+    assert "drop_lock:worker:op0.alloc.fail_lock" in shared
+    assert not any(i.split(":")[1] in ("recoverer", "injector", "fini") for i in shared)    # it has none
+    stats = load_spec(ROOT / "specs" / "47_vram_fixed_stats.toml").build()     # two blocks: other worker programs
+    assert not any(":worker:" in i for i in M.shared_mutants(s40.build(), stats, ids))
+
+
+@pytest.mark.parametrize("case, field", [
+    ("other_model", "mutate.companions[0]: 52_gtt_fixed_three_workers.toml is a spec of the gtt model"),
+    ("itself", "mutate.companions[0]: names this spec itself"),
+    ("not_a_name", "mutate.companions[0]: must be a spec file name"),
+    ("unknown_key", "mutate: "),
+])
+def test_bad_companions_are_one_line_errors(tmp_path, case, field):
+    text = FIXED[0].read_text()
+    head = text[:text.index("[mutate]")]
+    tail = {"other_model": 'companions = ["' + str(ROOT / "specs" / "52_gtt_fixed_three_workers.toml") + '"]',
+            "itself": 'companions = ["' + str(tmp_path / "s.toml") + '"]',
+            "not_a_name": "companions = [1]", "unknown_key": "partners = []"}[case]
+    p = tmp_path / "s.toml"
+    p.write_text(head + "[mutate]\n" + tail + "\n")
+    res = CliRunner().invoke(main, ["mutate", str(p), "--list"])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and field.split(":")[0] in lines[0] and "Traceback" not in res.stderr
+    if case == "other_model":
+        assert "52_gtt_fixed_three_workers.toml is a spec of the gtt model" in lines[0].replace(str(ROOT / "specs") + "/", "")
+
+
+def test_a_declared_redundant_survivor_is_not_scored_and_a_stale_declaration_fails(tmp_path):
+    base = one_recoverer(tmp_path, companions=())
+    text = base.read_text() + '\n[mutate]\nredundant = [{id = "' + RECOVER_UNLOCKED + '", why = "test"}]\n'
+    base.write_text(text)
+    res = run("mutate", base, "--operator", RECOVER_UNLOCKED, "--jobs", "1")
+    assert res.exit_code == 0 and "redundant, as the spec declares" in res.output and "0/0" in res.output
+    # with the companion the mutant is caught: the declaration is stale and fails the run
+    base.write_text(text.replace("[mutate]\n", '[mutate]\ncompanions = ["' + str(ROOT / "specs" /
+                                 "51_vram_fixed_two_recoverers.toml") + '"]\n'))
+    res = run("mutate", base, "--operator", RECOVER_UNLOCKED, "--jobs", "1")
+    assert res.exit_code == 1 and "stale" in res.output
+
+
+def test_a_redundant_declaration_of_an_unknown_mutant_is_a_one_line_error(tmp_path):
+    p = one_recoverer(tmp_path, companions=())
+    p.write_text(p.read_text() + '\n[mutate]\nredundant = [{id = "no_such:mutant", why = "x"}]\n')
+    res = CliRunner().invoke(main, ["mutate", str(p), "--list"])
+    assert res.exit_code == 2 and "mutate.redundant[0].id" in res.stderr and len(res.stderr.strip().splitlines()) == 1

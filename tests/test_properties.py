@@ -5,11 +5,12 @@ import pytest
 
 from pddgpu_verify.model import gtt, interpret, vram
 from pddgpu_verify.model.compile import compile_model
-from pddgpu_verify.model.manager import ERROR, READY, SHUTDOWN, Workload
+from pddgpu_verify.model.manager import ERROR, INITIALIZING, READY, SHUTDOWN, Workload
 
 from helpers import pair, state_with
 
 V2 = lambda **kw: vram.make(kw, Workload(workers=pair(2), recoverers=1, stats_readers=1, shutdown=True))  # noqa: E731
+VI = lambda **kw: vram.make({"fix_error_under_lock": True, **kw}, Workload(workers=pair(1), error_injectors=1))  # noqa: E731
 G2 = lambda **kw: gtt.make(kw, Workload(workers=pair(2), recoverers=1, stats_readers=1, shutdown=True))  # noqa: E731
 
 # (property, model factory, breaking assignment, repaired assignment)
@@ -33,13 +34,40 @@ CASES = [
     ("allocator_lock_held", V2, dict(w0__pc="op0.alloc.alloc_call", lock=0), dict(w0__pc="op0.alloc.alloc_call", lock=1)),
     ("allocator_lock_held", V2, dict(w0__pc="op1.free.free_call", w0__blk=0, mask=1, lock=2),
      dict(w0__pc="op1.free.free_call", w0__blk=0, mask=1, lock=1)),
-    ("alloc_failure_sets_error", V2, dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=3, state=READY),
-     dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=3, state=READY | ERROR)),
+    ("alloc_failure_sets_error", V2, dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__calls=3, state=READY),
+     dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__calls=3, state=READY | ERROR)),
     # ... unless a recover cleared ERROR since the failure
     ("alloc_failure_sets_error", V2, dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__emark=1, err_clears=1),
      dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__emark=1, err_clears=2)),
-    ("alloc_retries_before_failure", V2, dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=1),
-     dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=3)),
+    # counted at the allocator (the ghost calls), whatever the code's own retry counter says
+    ("alloc_retries_before_failure", V2, dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=3, w0__calls=1),
+     dict(w0__pc="op0.alloc.return", w0__ret=-12, w0__retry=1, w0__calls=3)),
+    ("alloc_retries_bounded", V2, dict(w0__pc="op0.alloc.alloc_call", lock=1, w0__calls=3),
+     dict(w0__pc="op0.alloc.alloc_call", lock=1, w0__calls=2)),
+    ("alloc_success_hands_a_block", V2, dict(w0__pc="op0.alloc.return", w0__ret=0),
+     dict(w0__pc="op0.alloc.return", w0__ret=0, w0__blk=0, w0__vres=1, mask=1, used=1, vis=1)),
+    # -ENODEV from a manager that served from the call's entry to its return, with no ERROR set in between
+    ("alloc_enodev_only_when_unready", V2, dict(w0__pc="op0.alloc.return", w0__ret=-19, w0__umark=0),
+     dict(w0__pc="op0.alloc.return", w0__ret=-19, w0__umark=0, err_sets=1)),
+    ("alloc_enodev_only_when_unready", V2, dict(w0__pc="op0.alloc.return", w0__ret=-19, err_sets=1, w0__umark=1),
+     dict(w0__pc="op0.alloc.return", w0__ret=-19, err_sets=1, w0__umark=3)),
+    ("alloc_enodev_only_when_unready", V2, dict(w0__pc="op0.alloc.return", w0__ret=-19, w0__umark=0, state=READY),
+     dict(w0__pc="op0.alloc.return", w0__ret=-19, w0__umark=0, state=READY | SHUTDOWN)),
+    ("device_shutdown_refuses_calls", V2, dict(w0__pc="op0.alloc.return", w0__ret=0, w0__blk=0, w0__dmark=1),
+     dict(w0__pc="op0.alloc.return", w0__ret=-19, w0__dmark=1)),
+    ("device_shutdown_refuses_calls", V2, dict(rec0__pc="return", rec0__ret=0, rec0__dmark=1),
+     dict(rec0__pc="return", rec0__ret=-19, rec0__dmark=1)),
+    ("recover_refused_only_at_shutdown", V2, dict(rec0__pc="return", rec0__ret=-19),
+     dict(rec0__pc="return", rec0__ret=-19, dev_state=1)),
+    ("recover_refused_only_at_shutdown", V2, dict(rec0__pc="return", rec0__ret=-19),
+     dict(rec0__pc="return", rec0__ret=-19, state=READY | SHUTDOWN, shutdown_seen=1)),
+    # set_error's write must still be there when it returns, unless a recover cleared ERROR after it
+    ("set_error_sets_error", VI, dict(inj0__pc="set_error_unlock", lock=2, state=READY),
+     dict(inj0__pc="set_error_unlock", lock=2, state=READY, err_clears=1)),
+    ("state_transitions_documented", V2, dict(state=READY | INITIALIZING), dict(state=READY)),
+    ("state_transitions_documented", V2, dict(state=READY | SHUTDOWN), dict(state=READY | SHUTDOWN, shutdown_seen=1)),
+    ("fini_shuts_down", V2, dict(fini__pc="teardown", state=READY | SHUTDOWN, shutdown_seen=1),
+     dict(fini__pc="teardown", state=READY | SHUTDOWN, shutdown_seen=1, dev_state=1)),
     ("recover_leaves_ready", V2, dict(rec0__pc="return", rec0__ret=0, state=READY | ERROR),
      dict(rec0__pc="return", rec0__ret=0, state=READY)),
     ("recover_leaves_ready", V2, dict(rec0__pc="return", rec0__ret=0, state=ERROR, err_sets=1, rec0__rmark=1),
