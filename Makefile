@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/pddgpu-verify bench --output docs/BENCH.md
 	$(BIN)/pddgpu-verify bench --proofs --output docs/BENCH.md
 	$(BIN)/pddgpu-verify bench --mutate --output docs/BENCH.md
+	$(BIN)/python -m pddgpu_verify.pddgpu.alloc_bench
 
 findings: $(STAMP)
 	$(BIN)/pddgpu-verify findings --output docs/FINDINGS.md

@@ -72,8 +72,8 @@ class Spec:
     expect_vacuous: list | None = None
     must_exercise: list = field(default_factory=list)
     kind: str = "defect"             # spec.kind (KINDS)
-    # mutate.companions: specs of the same model and options whose workloads reach what this one cannot (a
-    # third worker, a statistics reader); a mutant caught in any of them is caught (checker/mutate.py)
+    # mutate.companions: file names of specs of the same model whose workloads reach what this one cannot (a
+    # third worker, a second recoverer); a mutant caught in any of them is caught (companion_specs loads them)
     companions: list = field(default_factory=list)
     # mutate.redundant: mutant id -> why no property can tell it apart (another check makes the same decision)
     redundant: dict = field(default_factory=dict)
@@ -284,7 +284,7 @@ def load_spec(path) -> Spec:
     if verdict not in VERDICTS:
         raise SpecError(path, "expect.verdict", f"must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     eprop = _get(e, "property", str, path, "expect")
-    if props == [] and verdict != "DEADLOCK" and not _get(c, "liveness", bool, path, "check", default=False):
+    if props == []:
         # an empty list checks only what the explorer always checks (deadlock): an OK would say nothing
         raise SpecError(path, "check.properties", "names no property, so nothing but deadlock would be checked: use "
                                                   "\"all\", name the properties, or [\"deadlock\"] for a deadlock "
@@ -354,29 +354,35 @@ def _redundant(t: dict, spec: Spec, model) -> dict:
 
 def _companions(t: dict, spec: Spec) -> list:
     """``[mutate] companions``: file names beside this spec (or paths from it), each an OK spec of the same
-    model.  A companion is asked only about mutants of programs it runs unchanged (checker/mutate.py); its own
-    companions are not asked."""
+    model.  Only the names are checked here; ``companion_specs`` loads them when mutate runs (so a copy of a
+    spec elsewhere still loads)."""
     path = spec.path
     _known(t, ("companions", "redundant"), path, "mutate")
     names = _get(t, "companions", list, path, "mutate", default=[])
     if names and spec.expect_verdict != "OK":
         raise SpecError(path, "mutate.companions", "only a spec expected to verify (OK) is mutation-tested")
-    out = []
     for i, n in enumerate(names):
-        where = f"mutate.companions[{i}]"
         if not isinstance(n, str):
-            raise SpecError(path, where, f"must be a spec file name, not {_short(n)}")
-        other = (path.parent / n).resolve()
-        if other == path.resolve():
-            raise SpecError(path, where, "names this spec itself")
+            raise SpecError(path, f"mutate.companions[{i}]", f"must be a spec file name, not {_short(n)}")
+        if (path.parent / n).resolve() == path.resolve():
+            raise SpecError(path, f"mutate.companions[{i}]", "names this spec itself")
+    return list(names)
+
+
+def companion_specs(spec: Spec) -> list:
+    """The specs ``[mutate] companions`` names, loaded: each an OK spec of the same model.  A companion is asked
+    only about mutants of programs it runs unchanged (checker/mutate.py); its own companions are not asked."""
+    out = []
+    for i, n in enumerate(spec.companions):
+        where = f"mutate.companions[{i}]"
         try:
-            c = load_spec(other)
+            c = load_spec((spec.path.parent / n).resolve())
         except SpecError as e:
-            raise SpecError(path, where, f"{n}: {e}") from None
+            raise SpecError(spec.path, where, f"{n}: {e}") from None
         if c.model != spec.model:
-            raise SpecError(path, where, f"{n} is a spec of the {c.model} model, not of {spec.model}")
+            raise SpecError(spec.path, where, f"{n} is a spec of the {c.model} model, not of {spec.model}")
         if c.expect_verdict != "OK":
-            raise SpecError(path, where, f"{n} is not expected to verify (OK)")
+            raise SpecError(spec.path, where, f"{n} is not expected to verify (OK)")
         out.append(c)
     return out
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..checker.spec import SpecError, load_spec
+from ..checker.spec import SpecError, companion_specs, load_spec
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 COLOR = {"caught": "green", "survived": "bold red", "equivalent": "cyan", "unbuildable": "yellow",
@@ -32,6 +32,7 @@ def _load(path: Path, select):
     try:
         spec = load_spec(path)
         model = spec.build()
+        companion_specs(spec)          # a bad companion is bad input, found before any search
     except SpecError as e:
         _fail(str(e))
     except ValueError as e:          # an option error surfacing from the model builder
@@ -68,8 +69,12 @@ def _progress(name, total):
 
 def _with_companions(M, spec, report, jobs, with_proof, budget, cache):
     """Ask each of the spec's ``[mutate] companions`` about the mutants the spec did not catch."""
+    try:
+        companions = companion_specs(spec)
+    except SpecError as e:
+        _fail(str(e))
     done = []
-    for c in spec.companions:
+    for c in companions:
         ids = M.undecided(report)
         if not ids:
             break

@@ -323,12 +323,15 @@ def test_replay_fix_without_impl_is_an_error():
     assert r.exit_code == 2 and "unknown fix" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_empty_properties_only_for_a_deadlock_search(tmp_path):
+def test_empty_properties_are_an_error_and_a_deadlock_search_names_deadlock(tmp_path):
     p = spec_file(tmp_path, TINY.replace('properties = "all"', "properties = []"))
     assert_input_error(run("check", p), p, "check.properties")
-    # the shipped deadlock spec checks nothing but deadlock, by name of its expectation
-    r = run("properties", ROOT / "specs/20_vram_retry_relock_deadlock.toml")
-    assert r.exit_code == 0
+    dl = (ROOT / "specs/20_vram_retry_relock_deadlock.toml").read_text()
+    assert 'properties = ["deadlock"]' in dl
+    q = tmp_path / "dl.toml"
+    q.write_text(dl.replace('properties = ["deadlock"]', "properties = []"))
+    assert_input_error(run("check", q), q, "check.properties")     # even for a deadlock search
+    assert run("properties", ROOT / "specs/20_vram_retry_relock_deadlock.toml").exit_code == 0
 
 
 # ---- exit codes ------------------------------------------------------------------------------------------------

@@ -276,7 +276,9 @@ def test_bench_mutate_writes_its_section_and_the_main_table_keeps_it(tmp_path):
 
     from pddgpu_verify.checker.bench import MUTATE_SECTION, run_mutate_bench, write_markdown
     out = tmp_path / "BENCH.md"
-    [(sp, r)] = run_mutate_bench(Console(file=open(tmp_path / "log", "w")), out, specs=[str(small(tmp_path))])
+    # without lockdep the unlocked allocator call survives: the section lists what was not caught
+    weak = small(tmp_path, properties=without(small(tmp_path, name="full.toml"), "allocator_lock_held"))
+    [(sp, r)] = run_mutate_bench(Console(file=open(tmp_path / "log", "w")), out, specs=[str(weak)])
     text = out.read_text()
     assert MUTATE_SECTION in text and f"| {r.score} |" in text and r.count("survived") > 0
     assert "Mutants not caught:" in text
@@ -396,3 +398,44 @@ def test_a_redundant_declaration_of_an_unknown_mutant_is_a_one_line_error(tmp_pa
     p.write_text(p.read_text() + '\n[mutate]\nredundant = [{id = "no_such:mutant", why = "x"}]\n')
     res = CliRunner().invoke(main, ["mutate", str(p), "--list"])
     assert res.exit_code == 2 and "mutate.redundant[0].id" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+# mutants of spec 40 that survived until a property of the document's promises was added (or a companion
+# reached them), and the property (or companion) that catches each now; make check gates the whole score
+NEEDED = {
+    "flag_replace:worker:op0.alloc.mgr_check:compares:READY->ERROR": "alloc_enodev_only_when_unready",
+    "drop_update:worker:op0.alloc.mgr_check:ret": "alloc_success_hands_a_block",
+    "drop_update:worker:op0.alloc.mgr_check:vres": "alloc_success_hands_a_block",
+    "skip_check:worker:op0.alloc.dev_check": "device_shutdown_refuses_calls",
+    "off_by_one:worker:op0.alloc.fail_check:(retry+1)": "alloc_retries_bounded",
+    "drop_update:injector:set_error_set:state": "set_error_sets_error",
+    "flag_replace:recoverer:set_state:sets:READY->INITIALIZING": "state_transitions_documented",
+    "flag_replace:recoverer:shutdown_check:tests:SHUTDOWN->READY": "recover_refused_only_at_shutdown",
+    "drop_update:fini:dev_shutdown:dev_state": "fini_shuts_down",
+    "drop_lock:worker:op0.alloc.fail_lock": "error_serves_no_alloc",          # in spec 50, a companion
+}
+
+
+def test_the_mutants_that_needed_a_new_property_or_a_companion_are_caught_by_it(tmp_path):
+    out = tmp_path / "m.json"
+    args = ["mutate", FIXED[0], "--jobs", "2", "--json", out] + [x for m in NEEDED for x in ("--operator", m)]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    import json
+    got = {o["id"]: o for o in json.loads(out.read_text())[0]["outcomes"]}
+    assert set(got) == set(NEEDED)
+    for mid, prop in NEEDED.items():
+        assert got[mid]["verdict"] == "caught" and got[mid]["property"] == prop, (mid, got[mid])
+    assert "caught in vram_fixed_three_workers" in got["drop_lock:worker:op0.alloc.fail_lock"]["detail"]
+
+
+@pytest.mark.parametrize("path", FIXED + [ROOT / "specs" / "47_vram_fixed_stats.toml",
+                                          ROOT / "specs" / "48_gtt_fixed_stats.toml"], ids=lambda p: p.stem)
+def test_each_gated_spec_declares_the_same_four_redundant_survivors_and_has_companions(path):
+    spec = load_spec(path)
+    assert sorted(spec.redundant) == sorted([
+        "skip_check:worker:op0.alloc.mgr_check", "flag_drop:worker:op0.alloc.mgr_check:-ERROR",
+        "drop_update:recoverer:set_error_set:state", "flag_replace:recoverer:set_error_set:sets:ERROR->READY"])
+    from pddgpu_verify.checker.spec import companion_specs
+    assert spec.companions and all(c.expect_verdict == "OK" for c in companion_specs(spec))
+    assert str(path.relative_to(ROOT)) in (ROOT / "Makefile").read_text()

@@ -68,7 +68,7 @@ def test_vacuous_and_absent_properties_are_named():
 
 
 def test_fixed_spec_with_undeclared_vacuity_is_not_as_expected(tmp_path):
-    text = open("specs/47_vram_fixed_stats.toml").read().split("[mutate]")[0]    # its companions are beside it
+    text = open("specs/47_vram_fixed_stats.toml").read()
     assert 'vacuous = ["alloc_failure_sets_error"' in text
     bad = tmp_path / "x.toml"
     bad.write_text(text.replace('vacuous = [', 'vacuous = ["no_overlap", ', 1))
@@ -91,7 +91,7 @@ def test_fix_run_must_exercise_the_property_its_defect_broke():
 
 
 def test_expect_vacuous_names_known_properties(tmp_path):
-    text = open("specs/47_vram_fixed_stats.toml").read().split("[mutate]")[0]    # its companions are beside it
+    text = open("specs/47_vram_fixed_stats.toml").read()
     bad = tmp_path / "y.toml"
     bad.write_text(text.replace('vacuous = ["alloc_failure_sets_error"', 'vacuous = ["no_such_thing"', 1))
     with pytest.raises(SpecError) as e:
