@@ -17,7 +17,7 @@ check: $(STAMP)
 	$(BIN)/pddgpu-verify mutate --summary --cache .cache/mutate specs/40_vram_fixed.toml specs/41_gtt_fixed.toml specs/47_vram_fixed_stats.toml specs/48_gtt_fixed_stats.toml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 bench: $(STAMP)
 	$(BIN)/pddgpu-verify bench --output docs/BENCH.md
