@@ -74,11 +74,12 @@ def _with_companions(M, spec, report, jobs, with_proof, budget, cache):
     except SpecError as e:
         _fail(str(e))
     done = []
+    model = spec.build() if companions else None       # once: every companion is compared with the same model
     for c in companions:
         ids = M.undecided(report)
         if not ids:
             break
-        ids = M.shared_mutants(spec.build(), c.build(), ids)
+        ids = M.shared_mutants(model, c.build(), ids)
         if not ids:
             continue
         try:
