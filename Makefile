@@ -3,13 +3,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: check test bench findings clean
+.PHONY: setup check test bench findings clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# set-up only: the venv, the pinned dependencies and the project, nothing run
+setup: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/pddgpu-verify check --prove
