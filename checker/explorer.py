@@ -8,6 +8,7 @@ tens of megabytes, not hundreds.
 """
 from __future__ import annotations
 
+import re
 import resource
 import sys
 import time
@@ -50,6 +51,45 @@ Result.label = property(_label)   # defined outside: the field 'property' shadow
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_PAGE = resource.getpagesize()
+
+
+def rss_mb() -> float:
+    """The resident set now (not its peak): what the memory budget is held against."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE / 2 ** 20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def default_memory_limit_mb() -> int:
+    """A safe share of the machine: three quarters of the memory available when the run starts, as TLC
+    sizes its heap from the machine.  Passing it ends a run INCOMPLETE instead of in MemoryError."""
+    avail = 0.0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key == "MemAvailable":
+                    avail = int(rest.split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(avail * 0.75) if avail else 4096
+
+
+def parse_memory(text: str) -> int:
+    """``--memory-limit``: 512M, 4G, 2048 (MB) -> MB; ValueError otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a size (examples: 512M, 4G, 2048)")
+    n, unit = float(m.group(1)), m.group(2).upper()
+    mb = n * {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}[unit]
+    if mb < 16:
+        raise ValueError(f"{text!r}: at least 16 MB")
+    return int(mb)
 
 
 class Progress:
@@ -101,7 +141,7 @@ def blocked_threads(model: Model, s) -> str:
 def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
             liveness: bool = False, progress: bool = False, keep_graph: bool = False,
-            hash_compact: bool = False) -> Result:
+            hash_compact: bool = False, memory_limit_mb: int | None = None) -> Result:
     """Explore every interleaving.
 
     Only the frontier keeps whole states; every visited state costs one
@@ -111,6 +151,10 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     instead of the state, as SPIN's hash-compact mode does: far less memory,
     and a verdict of OK then holds unless two states collide (probability
     about n^2 / 2^65 for n states, reported in the statistics).
+    ``memory_limit_mb`` bounds the process's resident memory (default: a
+    safe share of the machine, ``default_memory_limit_mb``): past it the
+    search ends INCOMPLETE, with what it explored and how to go further, as
+    SPIN's MEMLIM and TLC do.
     """
     if liveness:
         symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
@@ -130,6 +174,8 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
         key_of = canon
     t0 = time.perf_counter()
     prog = Progress(progress, m.name)
+    budget = memory_limit_mb if memory_limit_mb is not None else default_memory_limit_mb()
+    over_budget = None     # (rss MB, states, depth) when the budget stopped the search
 
     init = m.initial_state()
     keep_states = liveness or keep_graph
@@ -251,9 +297,24 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
                 frontier.append((j, n))
             if edges is not None:
                 edges.append((i, j, pack(t, pc, b)))
-        if progress and (count & 0x3FFF) < len(nexts):
-            prog.tick(count, d)
+        if (count & 0x3FFF) < len(nexts):
+            if progress:
+                prog.tick(count, d)
+            # read every ~16k states: cheap, and 16k states are a few MB, far below any budget
+            rss = rss_mb()
+            if rss > budget:
+                over_budget = (rss, count, d)
+                break
 
+    if over_budget:
+        rss, n, d = over_budget
+        r = finish(Result(INCOMPLETE, detail=(
+            f"memory budget of {budget:,} MB reached ({rss:,.0f} MB resident) after {n:,} states to depth {d}, "
+            f"{len(frontier):,} states still to expand; to go further: --memory-limit (a larger budget), "
+            "--hash-compact (a fraction of the memory per state), --symmetry, or bound the run "
+            "(--max-states, --max-depth, fewer workers)")))
+        r.stats["memory_limit_mb"] = budget
+        return r
     if incomplete:
         return finish(Result(INCOMPLETE, detail="state or depth bound reached before the search ended"))
     if liveness:

@@ -178,14 +178,24 @@ def main():
                    "reported collision probability).")
 @click.option("--fixes/--no-fixes", "with_fixes", default=True,
               help="Also check each defect spec with the fix it names (fixed_by); it must verify.")
+@click.option("--memory-limit", "memory_limit", default=None, metavar="SIZE",
+              help="Resident memory budget of the search (512M, 4G; default: 3/4 of the memory available). "
+                   "Past it the run ends INCOMPLETE with what it explored.")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
-          hash_compact, json_out):
+          hash_compact, json_out, memory_limit):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
     files = list(specs) or default_specs()
     check_output_dir("--traces-dir", traces_dir)        # every output checked before any work
+    memory_limit_mb = None
+    if memory_limit is not None:
+        from ..checker.explorer import parse_memory
+        try:
+            memory_limit_mb = parse_memory(memory_limit)
+        except ValueError as e:
+            fail_input(f"--memory-limit: {e}")
     if json_out:
         check_output_file("--json", json_out)
     loaded = []
@@ -198,7 +208,8 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
     proofs = {}
     for spec in loaded:
         o = run_spec(spec, symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                     traces_dir=traces_dir, progress=True, hash_compact=hash_compact)
+                     traces_dir=traces_dir, progress=True, hash_compact=hash_compact,
+                     memory_limit_mb=memory_limit_mb)
         outcomes.append(o)
         if named and len(loaded) == 1:
             render.print_outcome(out, o)
