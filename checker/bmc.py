@@ -237,7 +237,7 @@ def _bmc(model, depth, properties, deadlock, budget, start, reduce):
         states.append(nxt)
         sels.append(sel)
     return BmcResult(NO_VIOLATION, depth=depth, seconds=round(time.perf_counter() - t0, 3),
-                     detail=f"no violation on any path of length <= {depth}")
+                     detail=f"no violation at any depth <= {depth} (paths of up to {depth} steps)")
 
 
 def bmc_trace(model: Model, res: BmcResult, *, spec: str, source: str) -> dict:

@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..model.options import OPTIONS
 from .run import run_spec
 from .spec import load_spec
+from .trace import to_itf
 
 
 def interleaving_in_words(model, path) -> list[str]:
-    """Consecutive steps of one thread inside one call become one line."""
+    """Consecutive steps of one thread inside one call become one line; values in the words ``show`` prints
+    (flags by name, sizes with units)."""
+    from ..cli.words import Words
+    words = Words(model)
     lay = model.layout
     lines: list[str] = []
     group = None
@@ -51,13 +55,29 @@ def interleaving_in_words(model, path) -> list[str]:
         if key != group:
             flush()
             group, steps = key, []
-        changed = [f"{lay.decls[k].name.split('.')[-1]}={s[k]}" for k in range(len(s))
+        changed = [f"{lay.decls[k].name.split('.')[-1]}={words.value(lay.decls[k].name, s[k])}" for k in range(len(s))
                    if s[k] != prev[k] and lay.decls[k].kind != "pc" and lay.decls[k].name not in ("seen",)]
         label = st.label.split(".")[-1]
         steps.append(label + (f" ({', '.join(changed)})" if changed else ""))
         prev = s
     flush()
     return lines
+
+
+@dataclass
+class TraceBlock:
+    """Where the HTML findings draw a finding's trace as swimlanes; the markdown leaves it out."""
+    model: object
+    data: dict
+    anchor: str
+
+
+def _trace_block(o, anchor: str) -> TraceBlock:
+    """The run's counterexample as the ITF trace ``run_spec`` writes (the same function, the same fields)."""
+    r, spec = o.result, o.spec
+    data = to_itf(o.model, r.path, spec=spec.name, source=str(spec.path), verdict=r.verdict, prop=r.property,
+                  thread=r.thread, loop_start=r.loop_start, detail=r.detail, extra={"defect": spec.defect})
+    return TraceBlock(o.model, data, anchor)
 
 
 NO_Z3 = ("LIVENESS", "DEADLOCK")      # verdicts z3 states no property for: the explorer's run is the proof
@@ -209,6 +229,7 @@ def _section(out, spec, number, traces_dir, proofs, hazard=False):
         if r.loop_start is not None:
             body.append(f"\n(the steps from transition {r.loop_start + 1} on repeat forever)")
         body.append("")
+        body.append(_trace_block(o, f"finding-{number}"))
     if spec.fixed_by:
         body += ["**Fix:** " + " ".join(f"`{x}`: {OPTIONS[x].text}" for x in spec.fixed_by), "",
                  f"**Proof of the fix:** the same spec with {fix_txt} on (`pddgpu-verify check` runs it as "
@@ -246,7 +267,9 @@ def _models_of(option) -> tuple:
     return tuple(m for m in ("vram", "gtt") if m.upper() in sec) or ("vram", "gtt")
 
 
-def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool = True):
+def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool = True, html: Path | None = None):
+    """docs/FINDINGS.md from real runs of ``spec_files``; with ``html``, the same document as one page with
+    each finding's trace drawn as swimlanes."""
     specs = [load_spec(f) for f in spec_files]
     defects = [s for s in specs if s.defect and s.kind == "defect"]
     hazards = [s for s in specs if s.defect and s.kind == "fix_hazard"]
@@ -304,5 +327,9 @@ def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool
     if stateword_report is not None:
         md += [stateword_report(), ""]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(md) + "\n")
+    output.write_text("\n".join(x for x in md if isinstance(x, str)) + "\n")
     out.print(f"written to {output}")
+    if html is not None:
+        from ..cli.html_report import findings_page
+        html.write_text(findings_page(md), encoding="utf-8")
+        out.print(f"HTML written to {html}")

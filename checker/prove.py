@@ -422,7 +422,7 @@ def _try_violation(model, prop, res, depth, budget):
     b = bmc(model, depth, properties=[prop], deadlock=False, budget=budget)
     if b.verdict == VIOLATION:
         res.verdict, res.trace, res.thread = VIOLATED, b.path, b.thread
-        res.detail = f"violated on a path of length {b.depth} (bounded model checking)"
+        res.detail = f"violated at depth {b.depth} (a path of {b.depth} steps, bounded model checking)"
     elif b.verdict == BMC_UNKNOWN:
         res.detail = (f"{res.detail}; " if res.detail else "") + \
             f"BMC for a real violation {out_of_budget(budget)} at depth {b.depth}"

@@ -294,14 +294,23 @@ def replay(trace, impl, fixes, quiet):
 
 @main.command()
 @click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the trace as one self-contained HTML page (swimlanes, changes, document sections).")
 @input_errors
-def show(trace):
+def show(trace, html_out):
     """Print TRACE as per-thread swimlanes (exit 1 when the model cannot take its steps or its verdict does not
     hold at its end: ``replay`` says where)."""
     from ..checker.replay import replay as do_replay
+    if html_out:
+        check_output_file("--html", html_out)
     data = load_trace(trace)
     res = do_replay(trace, data)
     render.print_swimlanes(out, res.model, data)
+    if html_out:
+        from .html_report import trace_page
+        html_out.write_text(trace_page(res.model, data, source=str(trace),
+                                       warning=None if res.confirmed else res.message), encoding="utf-8")
+        out.print(f"HTML written to {render.esc(html_out)}", soft_wrap=True)
     if not res.confirmed:
         out.print(f"[bold red]not a confirmed run of the model: {render.esc(res.message)}[/]")
         sys.exit(1)
@@ -341,13 +350,17 @@ def bench(worker_counts, output, max_states, proofs, mutation):
               show_default=True)
 @click.option("--traces-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("traces"),
               show_default=True)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the findings as one self-contained HTML page, each trace as swimlanes.")
 @input_errors
-def findings(output, traces_dir):
+def findings(output, traces_dir, html_out):
     """Re-run every defect spec and its fix, and regenerate docs/FINDINGS.md."""
     from ..checker.findings import write_findings
     check_output_file("--output", output)
     check_output_dir("--traces-dir", traces_dir)
-    write_findings(out, default_specs(), output, traces_dir)
+    if html_out:
+        check_output_file("--html", html_out)
+    write_findings(out, default_specs(), output, traces_dir, html=html_out)
 
 
 @main.command()

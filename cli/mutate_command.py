@@ -100,7 +100,7 @@ def _table(report, with_proof) -> Table:
     for col in ("mutant", "operator", "description", "verdict", "caught by", "time"):
         t.add_column(col, justify="right" if col == "time" else "left", overflow="fold")
     if with_proof:
-        t.add_column("z3 (prove)")
+        t.add_column("z3 (prove)", overflow="fold")
     for o in report.outcomes:
         by = f"{o.property} ({o.trace} steps)" if o.property else ""
         row = [escape(o.id), o.operator, escape(o.description), f"[{COLOR[o.verdict]}]{o.verdict}[/]", by,

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..model.options import OPTIONS
+from .words import DEPTH_NOTE, Words, trace_steps
 
 def esc(x) -> str:
     """``x`` as text printed literally by rich."""
@@ -40,9 +41,9 @@ def print_check_table(out, outcomes, proofs=None):
     for col in ("spec", "model", "threads", "expected", "verdict", "states", "trans.", "depth", "time", ""):
         t.add_column(col, justify="right" if col in ("states", "trans.", "depth", "time") else "left", overflow="fold")
     if proofs:
-        t.add_column("z3 (prove/bmc)")
-        t.add_column("z3 expected")
-        t.add_column(" ")
+        t.add_column("z3 (prove/bmc)", overflow="fold")
+        t.add_column("z3 expected", overflow="fold")
+        t.add_column(" ", no_wrap=True)
     for o in outcomes:
         r, s = o.result, o.spec
         exp = s.expect_verdict + (f"({s.expect_property})" if s.expect_property else "")
@@ -72,7 +73,11 @@ def print_outcome(out, o):
         out.print(f"  property: {esc(o.model.properties[r.property].description)}")
     if r.detail:
         out.print(f"  {esc(r.detail)}")
-    out.print(f"  {st['states']:,} distinct states, {st['transitions']:,} transitions, diameter {st['diameter']}, "
+    # one word for depth: the table's column, the counterexample's length when there is one, else the deepest
+    # state explored (the explorer's "diameter"), all counted in steps from the initial state
+    depth = len(r.path) - 1 if r.path else st["diameter"]
+    out.print(f"  {st['states']:,} distinct states, {st['transitions']:,} transitions, depth {depth} "
+              f"({'the counterexample' if r.path else 'deepest state'}, {DEPTH_NOTE}), "
               f"{st['seconds']:.2f}s, {st['states_per_s']:,} states/s, peak {st['peak_mb']} MB"
               + (", symmetry reduction on" if st.get("symmetry") else "")
               + (f", hash compaction (collision probability {st['collision_probability']})"
@@ -84,50 +89,76 @@ def print_outcome(out, o):
         out.print("  not applicable (checked at no step of this configuration): " + esc(", ".join(st["absent"])))
     if o.trace_path:
         out.print(f"  shortest counterexample ({len(r.path) - 1} steps) written to {esc(o.trace_path)}", soft_wrap=True)
+    if r.path and r.verdict != "OK":
+        w = Words(o.model)
+        last = o.model.layout.as_dict(r.path[-1][1])
+        out.print("  last state: " + esc(", ".join(f"{d.name}={w.value(d.name, last[d.name])}" for d in o.model.shared
+                                                   if d.name in ("state", "dev_state", "lock", "used", "vis"))),
+                  soft_wrap=True)
+
+
+def print_legend(out, model, names):
+    """The model-only variables among ``names``, said once under a trace."""
+    lines = Words(model).legend(names)
+    if lines:
+        out.print("legend (model-only variables):")
+        for k, text in lines:
+            out.print(f"  {esc(k)}: {esc(text)}", soft_wrap=False)
 
 
 def print_replay(out, path, data, res):
     meta = data["#meta"]
     out.print(f"[bold]replay[/] {esc(path)}: model {esc(meta.get('model'))} ({esc(meta.get('model_kind'))}), "
               f"{esc(meta.get('verdict'))} {esc(meta.get('property') or '')}", soft_wrap=True)
+    words = Words(res.model)
     t = Table(show_header=True)
-    for col in ("#", "thread", "step", "§", "code", "changed"):
+    t.add_column("#", justify="right", no_wrap=True)
+    for col in ("thread", "step", "§", "code", "changed"):
         t.add_column(col, overflow="fold")
+    names = []
     for s in res.steps:
-        ch = ", ".join(f"{k}: {a}→{b}" for k, a, b in ((k, *v) for k, v in s.changed.items()) if not k.endswith(".pc"))
-        t.add_row(str(s.index), esc(s.thread), esc(s.step), esc(s.section), esc(s.code), esc(ch))
+        ch = [(k, words.value(k, a), words.value(k, b)) for k, (a, b) in s.changed.items() if not k.endswith(".pc")]
+        names += [k for k, _, _ in ch]
+        t.add_row(str(s.index), esc(s.thread), esc(s.step), esc(s.section), esc(s.code),
+                  esc(", ".join(f"{k}: {a}→{b}" for k, a, b in ch)))
     out.print(t)
+    if res.steps:
+        out.print(f"{len(res.steps)} steps replayed (depth {len(res.steps)}, {DEPTH_NOTE})")
+    print_legend(out, res.model, names)
 
 
-def print_swimlanes(out, model, data):
+def print_swimlanes(out, model, data, steps=None):
+    """One column per thread, one row per step; the shared variables a step changed, by name and in units."""
     meta = data["#meta"]
     names = [t.name for t in model.threads]
     t = Table(title=esc(f"{meta.get('spec')}: {meta.get('verdict')} {meta.get('property') or ''}"), show_lines=False)
-    t.add_column("#", justify="right")
+    t.add_column("#", justify="right", no_wrap=True)
     for n in names:
         t.add_column(esc(n), overflow="fold")
     t.add_column("shared state after", overflow="fold")
-    shared = [d.name for d in model.shared]
-    prev = data["states"][0]
+    shared = {d.name for d in model.shared}
     loop = meta.get("loop")
-    for i, tr in enumerate(meta["transitions"]):
-        cur = data["states"][i + 1]
+    steps = trace_steps(model, data) if steps is None else steps
+    shown = []
+    for i, st in enumerate(steps):
         cells = [""] * len(names)
-        cells[names.index(tr["thread"])] = esc(tr["step"]) + (f" [dim]§{esc(tr['section'])}[/]" if tr.get("section")
-                                                              else "")
-        ch = esc(", ".join(f"{k}={cur[k]}" for k in shared if cur[k] != prev[k]))
+        cells[names.index(st.thread)] = esc(st.step) + (f" [dim]§{esc(st.section)}[/]" if st.section else "")
+        ch = [(k, after) for k, _, after in st.changes if k in shared]
+        shown += [k for k, _ in ch]
         mark = "↻ " if loop is not None and i == loop else ""
-        t.add_row(f"{mark}{i + 1}", *cells, ch)
-        prev = cur
+        t.add_row(f"{mark}{st.index}", *cells, esc(", ".join(f"{k}={v}" for k, v in ch)))
     out.print(t)
+    out.print(f"{len(steps)} steps (depth {len(steps)}, {DEPTH_NOTE})"
+              + (f"; ↻ marks step {loop + 1}, where the cycle starts" if isinstance(loop, int) else ""))
     if meta.get("property_description"):
         out.print(f"violated: {esc(meta['property'])}: {esc(meta['property_description'])}")
+    print_legend(out, model, shown)
 
 
 def print_options(out):
     t = Table(title="model options")
     for col in ("option", "kind", "default", "values", "§", "meaning"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for o in OPTIONS.values():
         t.add_row(*map(esc, (o.name, o.kind, o.default, ", ".join(map(str, o.choices)), o.section, o.text)))
     out.print(t)
@@ -136,7 +167,7 @@ def print_options(out):
 def print_properties(out, model):
     t = Table(title=f"properties of {esc(model.name)}")
     for col in ("property", "kind", "meaning"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for p in model.properties.values():
         t.add_row(esc(p.name), esc(p.kind), esc(p.description))
     t.add_row("deadlock", "always", "no state where threads are blocked, none can move, not all finished")
