@@ -141,7 +141,8 @@ def blocked_threads(model: Model, s) -> str:
 def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
             liveness: bool = False, progress: bool = False, keep_graph: bool = False,
-            hash_compact: bool = False, memory_limit_mb: int | None = None) -> Result:
+            hash_compact: bool = False, memory_limit_mb: int | None = None,
+            backend: str | None = "auto") -> Result:
     """Explore every interleaving.
 
     Only the frontier keeps whole states; every visited state costs one
@@ -155,7 +156,14 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     safe share of the machine, ``default_memory_limit_mb``): past it the
     search ends INCOMPLETE, with what it explored and how to go further, as
     SPIN's MEMLIM and TLC do.
+    ``backend``: "native" runs the search compiled to C (checker/native.py), "python" the loop below, "auto"
+    native wherever it can be built; a run the native back end cannot serve runs here, and
+    ``stats['backend']`` (with ``stats['backend_reason']``) says which ran.  None: this loop, no dispatch.
     """
+    if backend is not None:
+        options = {k: v for k, v in locals().items() if k not in ("model", "backend")}
+        from .native import dispatch
+        return dispatch(explore, model, backend, options)
     if liveness:
         symmetry = False   # a lasso must be a concrete cycle; canonical merging would break it
     if not isinstance(model, Compiled) and properties is not None:

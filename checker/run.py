@@ -45,14 +45,15 @@ class CheckOutcome:
 def run_spec(spec: Spec, *, symmetry: bool | None = None, strategy: str | None = None,
              max_states: int | None = None, max_depth: int | None = None,
              traces_dir: str | Path | None = "traces", progress: bool = False,
-             hash_compact: bool = False, memory_limit_mb: int | None = None) -> CheckOutcome:
+             hash_compact: bool = False, memory_limit_mb: int | None = None,
+             backend: str = "auto") -> CheckOutcome:
     model = spec.build()
     result = explore(model, properties=spec.checked_properties(model),
                      strategy=strategy or spec.strategy,
                      symmetry=spec.symmetry if symmetry is None else symmetry,
                      max_states=max_states or spec.max_states, max_depth=max_depth or spec.max_depth,
                      liveness=spec.liveness, progress=progress, hash_compact=hash_compact,
-                     memory_limit_mb=memory_limit_mb)
+                     memory_limit_mb=memory_limit_mb, backend=backend)
     path = None
     if traces_dir is not None and result.path and result.verdict not in (OK, "INCOMPLETE"):
         itf = to_itf(model, result.path, spec=spec.name, source=str(spec.path), verdict=result.verdict,

@@ -181,9 +181,12 @@ def main():
 @click.option("--memory-limit", "memory_limit", default=None, metavar="SIZE",
               help="Resident memory budget of the search (512M, 4G; default: 3/4 of the memory available). "
                    "Past it the run ends INCOMPLETE with what it explored.")
+@click.option("--backend", type=click.Choice(["auto", "native", "python"]), default="auto", show_default=True,
+              help="native: the search compiled to C (needs gcc); python: the reference explorer; auto: native "
+                   "wherever it can serve the run (not liveness, not dfs).")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
-          hash_compact, json_out, memory_limit):
+          hash_compact, json_out, memory_limit, backend):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -209,7 +212,7 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
     for spec in loaded:
         o = run_spec(spec, symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
                      traces_dir=traces_dir, progress=True, hash_compact=hash_compact,
-                     memory_limit_mb=memory_limit_mb)
+                     memory_limit_mb=memory_limit_mb, backend=backend)
         outcomes.append(o)
         if named and len(loaded) == 1:
             render.print_outcome(out, o)

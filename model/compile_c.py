@@ -1,0 +1,923 @@
+"""Compile a model to C for the native explorer (``checker/native.py``).
+
+The generated translation unit holds the model-specific parts -- successor
+generation, assertions and invariants, final properties, the vacuity
+triggers, the bit packing of a state and its canonical key under thread
+symmetry -- and, after them, the model-independent breadth-first search
+(``RUNTIME_C``).  Semantics follow ``model/expr.py`` and ``model/compile.py``
+exactly: 64-bit two's complement arithmetic, stores wrapped to the declared
+width, the same order of successors, checks and triggers, the same
+canonical-key equivalence as ``_emit_canon``.
+
+Packing: a variable takes only as many bits as its value range needs.  The
+range comes from a value-set analysis of the model (``value_ranges``); where
+that analysis gives up, a guess is taken and every store is checked against
+it, so a wrong guess never loses a state: the search stops with OVERFLOW and
+the caller widens that variable and runs again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import expr as E
+from .compile import Compiled, symmetry_groups
+from .program import Local, Var
+
+
+class Unsupported(Exception):
+    """A model the C back end cannot compile; the caller falls back to Python."""
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+SET_CAP = 32          # values a variable's set may hold before the analysis gives up on it
+PRODUCT_CAP = 4096     # operand combinations an abstract operation may enumerate
+
+
+def _decl_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _width(lo: int, hi: int) -> int:
+    return (hi - lo).bit_length()
+
+
+# ---------------------------------------------------------------- value-set analysis
+
+class _Top:
+    def __repr__(self):
+        return "TOP"
+
+
+TOP = _Top()
+_CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+_BIN = {
+    "+": lambda a, b: E.wrap(a + b), "-": lambda a, b: E.wrap(a - b), "*": lambda a, b: E.wrap(a * b),
+    "&": lambda a, b: a & b, "|": lambda a, b: a | b, "^": lambda a, b: a ^ b,
+    "<<": E._shl, ">>": E._shr, "min": min, "max": max,
+    "and": lambda a, b: int(bool(a) and bool(b)), "or": lambda a, b: int(bool(a) or bool(b)),
+    **{k: (lambda f: lambda a, b: int(f(a, b)))(f) for k, f in _CMP.items()},
+}
+_BOOL_OPS = {"and", "or", "not", *_CMP}
+
+
+def _submasks(c: int) -> set:
+    out, s = set(), c
+    while True:
+        out.add(s)
+        if s == 0:
+            return out
+        s = (s - 1) & c
+
+
+class _Analysis:
+    """Non-relational value sets per state slot, guards refining the slots
+    they compare with constants.  Sound: every reachable value of a slot is
+    in its set (or the slot is TOP)."""
+
+    def __init__(self, model):
+        self.m = model
+        self.lay = model.layout
+        self.env = [frozenset([d.init]) for d in self.lay.decls]
+        for t, slot in enumerate(self.lay.pc_index):
+            self.env[slot] = frozenset(range(len(self.lay.labels[t])))
+
+    def slot_of(self, e, tid):
+        lay = self.lay
+        if isinstance(e, Var):
+            return lay.shared_slot(e.name)
+        if isinstance(e, Local):
+            t = tid if e.thread is None else e.thread
+            if t is None:
+                raise Unsupported(f"local {e.name} read outside a thread")
+            return lay.local_slot(t, e.name)
+        if isinstance(e, E.Pc):
+            return lay.pc_slot(e.thread)
+        return None
+
+    def ev(self, e, env, tid):
+        if isinstance(e, E.Const):
+            return frozenset([e.value])
+        k = self.slot_of(e, tid)
+        if k is not None:
+            return env[k]
+        if isinstance(e, E.SelfId):
+            return TOP if tid is None else frozenset([tid])
+        if isinstance(e, E.Ite):
+            c = self.ev(e.cond, env, tid)
+            if c is not TOP and all(c):
+                return self.ev(e.then, env, tid)
+            if c is not TOP and not any(c):
+                return self.ev(e.other, env, tid)
+            return self._union(self.ev(e.then, env, tid), self.ev(e.other, env, tid))
+        if isinstance(e, E.Table):
+            i = self.ev(e.index, env, tid)
+            if i is TOP:
+                return frozenset(e.values) | {e.default}
+            return frozenset(e.values[x] if 0 <= x < len(e.values) else e.default for x in i)
+        if isinstance(e, E.FirstFit):
+            return frozenset(range(-1, len(e.sizes)))
+        if isinstance(e, E.Op):
+            o = e.op
+            if o in E.FLAT:
+                args = E.chain(e, o)
+                acc = self.ev(args[0], env, tid)
+                for a in args[1:]:
+                    acc = self._bin(o, acc, self.ev(a, env, tid))
+                return acc
+            if o in ("not", "neg", "~"):
+                a = self.ev(e.args[0], env, tid)
+                if a is TOP:
+                    return frozenset([0, 1]) if o == "not" else TOP
+                f = {"not": lambda x: 0 if x else 1, "neg": lambda x: E.wrap(-x), "~": lambda x: ~x}[o]
+                return frozenset(f(x) for x in a)
+            if o in _BIN:
+                return self._bin(o, self.ev(e.args[0], env, tid), self.ev(e.args[1], env, tid))
+        raise Unsupported(f"expression node {type(e).__name__} {getattr(e, 'op', '')}")
+
+    @staticmethod
+    def _union(a, b):
+        if a is TOP or b is TOP:
+            return TOP
+        u = a | b
+        return u if len(u) <= SET_CAP else TOP
+
+    def _bin(self, o, a, b):
+        if a is TOP or b is TOP:
+            if o in _BOOL_OPS:
+                return frozenset([0, 1])
+            if o == "&":
+                known = b if a is TOP else a
+                if known is not TOP and all(x >= 0 for x in known) and max(known).bit_count() <= 8:
+                    out = set()
+                    for x in known:
+                        out |= _submasks(x)
+                    return frozenset(out)
+            return TOP
+        if len(a) * len(b) > PRODUCT_CAP:
+            return frozenset([0, 1]) if o in _BOOL_OPS else TOP
+        f = _BIN[o]
+        out = frozenset(f(x, y) for x in a for y in b)
+        return out if len(out) <= SET_CAP else TOP
+
+    def refine(self, guard, env, tid):
+        """``env`` narrowed to the states where ``guard`` can hold; None when it cannot."""
+        env = list(env)
+        for c in E.chain(guard, "and"):
+            k, allowed = self._constraint(c, tid)
+            if k is not None:
+                cur = env[k]
+                if cur is TOP:
+                    if isinstance(allowed, frozenset):
+                        env[k] = allowed
+                else:
+                    env[k] = frozenset(x for x in cur if (x in allowed if isinstance(allowed, frozenset)
+                                                          else allowed(x)))
+                    if not env[k]:
+                        return None
+        g = self.ev(guard, env, tid)
+        if g is not TOP and not any(g):
+            return None
+        return env
+
+    def _constraint(self, c, tid):
+        """(slot, allowed values as a set or a predicate) when ``c`` constrains one slot, else (None, None)."""
+        k = self.slot_of(c, tid)
+        if k is not None:
+            return k, (lambda x: x != 0)
+        if isinstance(c, E.Op):
+            if c.op == "not":
+                k = self.slot_of(c.args[0], tid)
+                if k is not None:
+                    return k, frozenset([0])
+            if c.op in _CMP:
+                a, b = c.args
+                f = _CMP[c.op]
+                if isinstance(b, E.Const) and self.slot_of(a, tid) is not None:
+                    v = b.value
+                    return self.slot_of(a, tid), (frozenset([v]) if c.op == "==" else (lambda x: f(x, v)))
+                if isinstance(a, E.Const) and self.slot_of(b, tid) is not None:
+                    v = a.value
+                    return self.slot_of(b, tid), (frozenset([v]) if c.op == "==" else (lambda x: f(v, x)))
+            if c.op == "or":
+                vals, slot = set(), None
+                for d in E.chain(c, "or"):
+                    if not (isinstance(d, E.Op) and d.op == "==" and isinstance(d.args[1], E.Const)):
+                        return None, None
+                    k = self.slot_of(d.args[0], tid)
+                    if k is None or (slot is not None and k != slot):
+                        return None, None
+                    slot = k
+                    vals.add(d.args[1].value)
+                return slot, frozenset(vals)
+        return None, None
+
+    def run(self):
+        lay = self.lay
+        changed = True
+        rounds = 0
+        while changed:
+            changed = False
+            rounds += 1
+            if rounds > 10000:
+                raise Unsupported("value-set analysis did not converge")
+            for tid, th in enumerate(self.m.threads):
+                ps = lay.pc_slot(tid)
+                for pc, st in enumerate(th.program.steps):
+                    base = list(self.env)
+                    base[ps] = frozenset([pc])
+                    for br in st.branches:
+                        env = self.refine(br.guard, base, tid)
+                        if env is None:
+                            continue
+                        for target, value in br.updates:
+                            k = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
+                                tid if target.thread is None else target.thread, target.name)
+                            if self.env[k] is TOP:
+                                continue
+                            v = self.ev(value, env, tid)
+                            bits = lay.decls[k].bits
+                            new = TOP if v is TOP else frozenset(E.wrap(x, bits) for x in v)
+                            merged = self._union(self.env[k], new)
+                            if merged is TOP or merged != self.env[k]:
+                                self.env[k] = merged
+                                changed = True
+        return self.env
+
+
+def value_ranges(model) -> list:
+    """[(lo, hi, exact)] per slot: ``exact`` when the analysis proved the range, else a guess."""
+    env = _Analysis(model).run()
+    out = []
+    for k, d in enumerate(model.layout.decls):
+        dlo, dhi = _decl_range(d.bits)
+        if env[k] is TOP:
+            lo, hi = max(dlo, min(d.init, -16)), min(dhi, max(d.init, 15))
+            out.append((lo, hi, False))
+        else:
+            out.append((min(env[k]), max(env[k]), True))
+    return out
+
+
+# ---------------------------------------------------------------- expressions to C
+
+def _lit(v: int) -> str:
+    if not INT64_MIN <= v <= INT64_MAX:
+        raise Unsupported(f"constant {v} outside 64 bits")
+    if v == INT64_MIN:
+        return "(-INT64_MAX - 1)"
+    return f"INT64_C({v})"
+
+
+class _ExprC:
+    def __init__(self, model, tables: list):
+        self.lay = model.layout
+        self.tables = tables          # C declarations of constant tables, shared across the unit
+        self.table_ids: dict = {}
+
+    def table(self, values) -> str:
+        key = tuple(values)
+        if key not in self.table_ids:
+            name = f"T{len(self.table_ids)}"
+            self.table_ids[key] = name
+            body = ", ".join(_lit(v) for v in key) or "0"
+            self.tables.append(f"static const i64 {name}[] = {{{body}}};")
+        return self.table_ids[key]
+
+    def slot(self, e, tid):
+        lay = self.lay
+        if isinstance(e, Var):
+            return lay.shared_slot(e.name)
+        if isinstance(e, Local):
+            t = tid if e.thread is None else e.thread
+            if t is None:
+                raise Unsupported(f"local {e.name} read outside a thread")
+            return lay.local_slot(t, e.name)
+        return lay.pc_slot(e.thread)
+
+    def c(self, e, tid, s="s") -> str:
+        rec = lambda x: self.c(x, tid, s)  # noqa: E731
+        if isinstance(e, E.Const):
+            return _lit(e.value)
+        if isinstance(e, (Var, Local, E.Pc)):
+            return f"{s}[{self.slot(e, tid)}]"
+        if isinstance(e, E.SelfId):
+            if tid is None:
+                raise Unsupported("SelfId outside a thread")
+            return _lit(tid)
+        if isinstance(e, E.Ite):
+            return f"({rec(e.cond)} ? {rec(e.then)} : {rec(e.other)})"
+        if isinstance(e, E.Table):
+            return f"tbl({self.table(e.values)}, {len(e.values)}, {rec(e.index)}, {_lit(e.default)})"
+        if isinstance(e, E.FirstFit):
+            if len(e.sizes) != len(e.conflicts):
+                raise Unsupported("FirstFit tables of different lengths")
+            return (f"first_fit({self.table(e.sizes)}, {self.table(e.conflicts)}, {len(e.sizes)}, "
+                    f"{rec(e.mask)}, {rec(e.size)})")
+        if isinstance(e, E.Op):
+            o = e.op
+            if o in E.FLAT:
+                args = [rec(a) for a in E.chain(e, o)]
+                if o == "and":
+                    return "((i64)(" + " && ".join(args) + "))"
+                if o == "or":
+                    return "((i64)(" + " || ".join(args) + "))"
+                if o == "+":
+                    return "((i64)(" + " + ".join(f"(u64){a}" for a in args) + "))"
+                return "(" + f" {o} ".join(args) + ")"
+            if o == "not":
+                return f"((i64)!{rec(e.args[0])})"
+            if o == "neg":
+                return f"((i64)(UINT64_C(0) - (u64){rec(e.args[0])}))"
+            if o == "~":
+                return f"(~{rec(e.args[0])})"
+            if o in E.BINARY:
+                a, b = rec(e.args[0]), rec(e.args[1])
+                if o in ("-", "*"):
+                    return f"((i64)((u64){a} {o} (u64){b}))"
+                if o == "<<":
+                    return f"shl({a}, {b})"
+                if o == ">>":
+                    return f"shr({a}, {b})"
+                if o in _CMP:
+                    return f"((i64)({a} {o} {b}))"
+                if o == "min":
+                    return f"imin({a}, {b})"
+                if o == "max":
+                    return f"imax({a}, {b})"
+        raise Unsupported(f"expression node {e!r:.80}")
+
+
+# ---------------------------------------------------------------- the translation unit
+
+@dataclass
+class CModel:
+    source: str
+    moves: list               # move id -> (thread, pc, branch)
+    ranges: list              # [(lo, hi)] per slot, as packed
+    state_bytes: int
+    key_bytes: int
+    key_bits: int
+    watched: tuple
+    properties: tuple         # property id (as the C code reports it) -> name
+
+
+class _Fields:
+    """Bit fields laid out one after another over an array of 64-bit words."""
+
+    def __init__(self):
+        self.bits = 0
+        self.fields = []          # (offset, width)
+
+    def add(self, width: int) -> int:
+        off = self.bits
+        self.fields.append((off, width))
+        self.bits += width
+        return off
+
+    @property
+    def words(self):
+        return max(1, (self.bits + 63) // 64)
+
+    @property
+    def nbytes(self):
+        return max(1, (self.bits + 7) // 8)
+
+
+def _put(w, off, width, val) -> list[str]:
+    """C statements or-ing the ``width``-bit unsigned ``val`` into words ``w`` at bit ``off``."""
+    if width == 0:
+        return []
+    i, r = divmod(off, 64)
+    out = [f"{w}[{i}] |= (u64)({val}) << {r};"]
+    if r + width > 64:
+        out.append(f"{w}[{i + 1}] |= (u64)({val}) >> {64 - r};")
+    return out
+
+
+def _get(w, off, width) -> str:
+    """C expression: the ``width``-bit unsigned field at bit ``off`` of words ``w``."""
+    i, r = divmod(off, 64)
+    mask = "UINT64_MAX" if width == 64 else f"UINT64_C({(1 << width) - 1})"
+    if r + width <= 64:
+        return f"(({w}[{i}] >> {r}) & {mask})"
+    return f"((({w}[{i}] >> {r}) | ({w}[{i + 1}] << {64 - r})) & {mask})"
+
+
+def generate(comp: Compiled, ranges: list) -> CModel:
+    """C source of ``comp`` (a Python-compiled model: its properties, watched set and symmetry decide what
+    the C code checks), with slot ``k`` packed over ``ranges[k] = (lo, hi)``."""
+    model = comp.model
+    lay = model.layout
+    nv = lay.size
+    props = comp.properties
+    wanted = set(props)
+    prop_id = {p: i for i, p in enumerate(props)}
+    if len(comp.watched) > 64:
+        raise Unsupported(f"{len(comp.watched)} watched properties (at most 64)")
+    tables: list = []
+    X = _ExprC(model, tables)
+    lines: list = []
+    emit = lines.append
+
+    groups = symmetry_groups(model) if comp.symmetry else []
+    # group members' slices are compared as integers: every member packs its slice over the same ranges
+    ranges = [tuple(r) for r in ranges]
+    for g in groups:
+        spans = [lay.thread_slices[t] for t in g]
+        n = spans[0][1] - spans[0][0]
+        if any(b - a != n for a, b in spans):
+            raise Unsupported("symmetric threads with different locals")
+        for i in range(n):
+            lo = min(ranges[a + i][0] for a, _ in spans)
+            hi = max(ranges[a + i][1] for a, _ in spans)
+            for a, _ in spans:
+                ranges[a + i] = (lo, hi)
+    for k, (lo, hi) in enumerate(ranges):
+        if not (INT64_MIN <= lo <= hi <= INT64_MAX):
+            raise Unsupported(f"range of {lay.decls[k].name}")
+
+    # ---- moves
+    moves = []
+    move_id = {}
+    for tid, th in enumerate(model.threads):
+        for pc, st in enumerate(th.program.steps):
+            for bi, _ in enumerate(st.branches):
+                move_id[(tid, pc, bi)] = len(moves)
+                moves.append((tid, pc, bi))
+    move_t = "uint8_t" if len(moves) <= 256 else "uint16_t" if len(moves) <= 65536 else "uint32_t"
+
+    # ---- successors
+    emit("static int expand(const i64 *s, ctx_t *c) {")
+    emit("    int k = 0; i64 n[NV]; i64 v;")
+    for tid, th in enumerate(model.threads):
+        labels = lay.labels[tid]
+        pc_of = {l: i for i, l in enumerate(labels)}
+        ps = lay.pc_slot(tid)
+        emit(f"    switch (s[{ps}]) {{")
+        for pc, st in enumerate(th.program.steps):
+            emit(f"    case {pc}:")
+            for bi, br in enumerate(st.branches):
+                g = X.c(br.guard, tid)
+                emit(f"        if ({g}) {{")
+                emit("            memcpy(n, s, sizeof n);")
+                # right-hand sides read s, the pre-state: updates are simultaneous
+                for target, value in br.updates:
+                    kk = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
+                        tid if target.thread is None else target.thread, target.name)
+                    bits = lay.decls[kk].bits
+                    rhs = X.c(value, tid)
+                    lo, hi = ranges[kk]
+                    emit(f"            v = wrapb({rhs}, {bits});" if bits < 64 else f"            v = {rhs};")
+                    emit(f"            if ((u64)v - (u64){_lit(lo)} > UINT64_C({hi - lo})) "
+                         f"return overflow(c, {kk}, v);")
+                    emit(f"            n[{kk}] = v;")
+                emit(f"            n[{ps}] = {pc_of[br.goto]};")
+                emit(f"            k++; if (emit(c, n, {move_id[(tid, pc, bi)]})) return -1;")
+                emit("        }")
+            emit("        break;")
+        emit("    default: break;")
+        emit("    }")
+    emit("    return k;")
+    emit("}")
+
+    # ---- assertions at steps, then invariants (the order of compile.py's check)
+    emit("static int check_state(const i64 *s, int *tid) {")
+    for tid, th in enumerate(model.threads):
+        cases = []
+        for pc, st in enumerate(th.program.steps):
+            active = [(p, a) for p, a in st.asserts if p in wanted]
+            if active:
+                cases.append((pc, active))
+        if not cases:
+            continue
+        emit(f"    switch (s[{lay.pc_slot(tid)}]) {{")
+        for pc, active in cases:
+            emit(f"    case {pc}:")
+            for p, a in active:
+                emit(f"        if (!({X.c(a, tid)})) {{ *tid = {tid}; return {prop_id[p] + 1}; }}")
+            emit("        break;")
+        emit("    default: break;")
+        emit("    }")
+    for p in props:
+        prop = model.properties[p]
+        if prop.kind == "invariant":
+            emit(f"    if (!({X.c(prop.expr, None)})) {{ *tid = -1; return {prop_id[p] + 1}; }}")
+    emit("    return 0;")
+    emit("}")
+
+    emit("static int check_final(const i64 *s) {")
+    for p in props:
+        prop = model.properties[p]
+        if prop.kind == "final":
+            emit(f"    if (!({X.c(prop.expr, None)})) return {prop_id[p] + 1};")
+    emit("    return 0;")
+    emit("}")
+
+    # ---- vacuity triggers (compile.py's triggers)
+    finals = 0
+    site = {}
+    emit("static u64 triggers(const i64 *s) {")
+    emit("    u64 m = 0;")
+    for i, p in enumerate(comp.watched):
+        if model.properties[p].kind == "final":
+            finals |= 1 << i
+            continue
+        for t, pc, trig in model.trigger_sites(p):
+            cond = X.c(trig, t)
+            if t is not None:
+                site.setdefault((t, pc), []).append((cond, i))
+            else:
+                emit(f"    if ({cond}) m |= UINT64_C(1) << {i};")
+    for (t, pc), items in sorted(site.items()):
+        emit(f"    if (s[{lay.pc_slot(t)}] == {pc}) {{")
+        for cond, i in items:
+            emit(f"        if ({cond}) m |= UINT64_C(1) << {i};")
+        emit("    }")
+    emit("    return m;")
+    emit("}")
+    done = " && ".join(f"s[{lay.pc_slot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "1"
+    emit(f"static int is_done(const i64 *s) {{ return {done}; }}")
+
+    # ---- the packed state: slots in layout order, each over its range
+    st = _Fields()
+    offs = [st.add(_width(lo, hi)) for lo, hi in ranges]
+    emit("static void pack_state(const i64 *s, u64 *w) {")
+    emit(f"    memset(w, 0, {st.words} * sizeof(u64));")
+    for k, (lo, hi) in enumerate(ranges):
+        for line in _put("w", offs[k], _width(lo, hi), f"(u64)s[{k}] - (u64){_lit(lo)}"):
+            emit("    " + line)
+    emit("}")
+    emit("static void unpack_state(const u64 *w, i64 *s) {")
+    for k, (lo, hi) in enumerate(ranges):
+        wd = _width(lo, hi)
+        val = _lit(lo) if wd == 0 else f"(i64)((u64){_lit(lo)} + {_get('w', offs[k], wd)})"
+        emit(f"    s[{k}] = {val};")
+    emit("}")
+
+    # ---- the canonical key (compile.py's _emit_canon, as integers)
+    key = _Fields()
+    if not groups:
+        key = st
+        emit("static void canon_key(const i64 *s, u64 *w) { pack_state(s, w); }")
+    else:
+        owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
+        member_of = {t: gi for gi, g in enumerate(groups) for t in g}
+        n_shared = len(model.shared)
+        emit("static void canon_key(const i64 *s, u64 *w) {")
+        emit("    memset(w, 0, KW * sizeof(u64));")
+        for i in range(n_shared):
+            lo, hi = ranges[i]
+            span = hi - lo + 1
+            if i in owner_slots:
+                # an owner word naming a group member becomes the group's marker, coded past the range
+                wd = (span - 1 + len(groups)).bit_length()
+                off = key.add(wd)
+                emit(f"    {{ u64 o = (u64)s[{i}] - (u64){_lit(lo)};")
+                for t, gi in member_of.items():
+                    emit(f"      if (s[{i}] == {t + 1}) o = UINT64_C({span + gi});")
+                for line in _put("w", off, wd, "o"):
+                    emit("      " + line)
+                emit("    }")
+            else:
+                wd = _width(lo, hi)
+                off = key.add(wd)
+                for line in _put("w", off, wd, f"(u64)s[{i}] - (u64){_lit(lo)}"):
+                    emit("    " + line)
+        for gi, g in enumerate(groups):
+            a0, b0 = lay.thread_slices[g[0]]
+            sw = sum(_width(*ranges[k]) for k in range(a0, b0)) + len(owner_slots)
+            if sw > 64:
+                raise Unsupported(f"a symmetric thread's slice needs {sw} bits (at most 64)")
+            emit(f"    {{ u64 g[{len(g)}];")
+            for j, t in enumerate(g):
+                a, b = lay.thread_slices[t]
+                parts, pos = [], sw
+                # most significant first: slices sort as compile.py's tuples would (any total order will do:
+                # two states share a key exactly when their sorted slices agree)
+                for k in range(a, b):
+                    wd = _width(*ranges[k])
+                    pos -= wd
+                    if wd:
+                        parts.append(f"(((u64)s[{k}] - (u64){_lit(ranges[k][0])}) << {pos})")
+                for k in owner_slots:
+                    pos -= 1
+                    parts.append(f"((u64)(s[{k}] == {t + 1}) << {pos})")
+                emit(f"      g[{j}] = {' | '.join(parts) or '0'};")
+            emit(f"      sort_u64(g, {len(g)});")
+            for j in range(len(g)):
+                off = key.add(sw)
+                for line in _put("w", off, sw, f"g[{j}]"):
+                    emit("      " + line)
+            emit("    }")
+        grouped = set(member_of)
+        for t in range(len(model.threads)):
+            if t in grouped:
+                continue
+            a, b = lay.thread_slices[t]
+            for k in range(a, b):
+                wd = _width(*ranges[k])
+                off = key.add(wd)
+                for line in _put("w", off, wd, f"(u64)s[{k}] - (u64){_lit(ranges[k][0])}"):
+                    emit("    " + line)
+        emit("}")
+
+    head = [
+        "#include <stdint.h>", "#include <string.h>", "#include <stdlib.h>", "#include <stdio.h>",
+        "#include <time.h>",
+        "typedef int64_t i64; typedef uint64_t u64;",
+        f"#define NV {nv}", f"#define SW {st.words}", f"#define SB {st.nbytes}",
+        f"#define KW {key.words}", f"#define KB {key.nbytes}",
+        f"#define NMOVES {len(moves)}", f"typedef {move_t} move_t;",
+        f"#define ALLW UINT64_C({(1 << len(comp.watched)) - 1})", f"#define FINALS UINT64_C({finals})",
+        f"#define SYM {1 if groups else 0}",
+        PRELUDE_C,
+        *tables,
+    ]
+    src = "\n".join(head + lines + [RUNTIME_C])
+    return CModel(src, moves, ranges, st.nbytes, key.nbytes, key.bits, comp.watched, props)
+
+
+PRELUDE_C = r"""
+static inline i64 wrapb(i64 v, int b) { return (i64)((u64)v << (64 - b)) >> (64 - b); }
+static inline i64 shl(i64 a, i64 b) { return (b >= 0 && b < 64) ? (i64)((u64)a << b) : 0; }
+static inline i64 shr(i64 a, i64 b) { return (b >= 0 && b < 64) ? (a >> b) : (a < 0 ? -1 : 0); }
+static inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
+static inline i64 imax(i64 a, i64 b) { return a > b ? a : b; }
+static inline i64 tbl(const i64 *t, i64 n, i64 i, i64 d) { return (i >= 0 && i < n) ? t[i] : d; }
+static inline i64 first_fit(const i64 *sz, const i64 *cf, i64 n, i64 mask, i64 size) {
+    for (i64 i = 0; i < n; i++) if (sz[i] == size && !(mask & cf[i])) return i;
+    return -1;
+}
+static inline void sort_u64(u64 *g, int n) {
+    for (int i = 1; i < n; i++) { u64 x = g[i]; int j = i - 1; while (j >= 0 && g[j] > x) { g[j + 1] = g[j]; j--; } g[j + 1] = x; }
+}
+
+enum { ST_OK = 0, ST_VIOLATION = 1, ST_FINAL = 2, ST_DEADLOCK = 3, ST_BOUND = 4, ST_MEMORY = 5,
+       ST_OVERFLOW = 6, ST_NOMEM = 7 };
+
+typedef struct {
+    i64 status, prop, tid, index;
+    i64 states, transitions, diameter, depth;
+    u64 exercised;
+    i64 frontier_left;
+    i64 bytes, table_bytes, frontier_peak_bytes;
+    i64 overflow_slot, overflow_value;
+    double seconds;
+} result_t;
+
+typedef struct ctx {
+    uint32_t *tab; u64 *htab; u64 cap, mask;
+    uint8_t *keys; uint32_t *parent; move_t *moves;
+    u64 count, acap;
+    uint8_t *fq; u64 fhead, ftail, fcap;     /* FIFO of packed concrete states: entry e is state fbase + e */
+    int hc, fifo, progress;
+    u64 max_states, budget;
+    u64 exercised;
+    i64 cur;
+    result_t *res;
+    struct timespec t0, last;
+} ctx_t;
+
+static int emit(ctx_t *c, i64 *n, int move);
+static int overflow(ctx_t *c, int slot, i64 v) {
+    c->res->status = ST_OVERFLOW; c->res->overflow_slot = slot; c->res->overflow_value = v; return -1;
+}
+"""
+
+RUNTIME_C = r"""
+static inline u64 mix64(u64 x) {
+    x ^= x >> 33; x *= UINT64_C(0xff51afd7ed558ccd); x ^= x >> 33; x *= UINT64_C(0xc4ceb9fe1a85ec53); x ^= x >> 33;
+    return x;
+}
+static inline u64 hash_words(const u64 *w) {
+    u64 h = UINT64_C(0x9e3779b97f4a7c15);
+    for (int i = 0; i < KW; i++) h = mix64(h ^ (w[i] + UINT64_C(0x632be59bd9b4e019) * (u64)(i + 1)));
+    return h;
+}
+
+#define PER_STATE ((u64)(c->hc ? 0 : KB) + sizeof(uint32_t) + sizeof(move_t))
+#define SLOT ((u64)(c->hc ? sizeof(u64) : sizeof(uint32_t)))
+
+static u64 accounted(ctx_t *c) {
+    return c->cap * SLOT + c->count * PER_STATE + (c->fifo ? c->fcap * SB : 0);
+}
+
+static int grow_table(ctx_t *c) {
+    u64 ncap = c->cap * 2, nmask = ncap - 1;
+    if (accounted(c) + (ncap - c->cap) * SLOT > c->budget) return ST_MEMORY;
+    if (c->hc) {
+        u64 *nt = calloc(ncap, sizeof(u64));
+        if (!nt) return ST_NOMEM;
+        for (u64 i = 0; i < c->cap; i++) {
+            u64 h = c->htab[i];
+            if (!h) continue;
+            u64 j = h & nmask;
+            while (nt[j]) j = (j + 1) & nmask;
+            nt[j] = h;
+        }
+        free(c->htab); c->htab = nt;
+    } else {
+        uint32_t *nt = calloc(ncap, sizeof(uint32_t));
+        if (!nt) return ST_NOMEM;
+        for (u64 i = 0; i < c->count; i++) {
+            u64 w[KW] = {0};
+            memcpy(w, c->keys + i * KB, KB);
+            u64 j = hash_words(w) & nmask;
+            while (nt[j]) j = (j + 1) & nmask;
+            nt[j] = (uint32_t)(i + 1);
+        }
+        free(c->tab); c->tab = nt;
+    }
+    c->cap = ncap; c->mask = nmask;
+    return 0;
+}
+
+static int grow_arrays(ctx_t *c) {
+    u64 ncap = c->acap ? c->acap * 2 : 1024;
+    if (ncap > UINT32_MAX) ncap = UINT32_MAX;
+    if (ncap <= c->acap) return ST_MEMORY;
+    uint32_t *p = realloc(c->parent, ncap * sizeof(uint32_t));
+    if (!p) return ST_NOMEM;
+    c->parent = p;
+    move_t *m = realloc(c->moves, ncap * sizeof(move_t));
+    if (!m) return ST_NOMEM;
+    c->moves = m;
+    if (!c->hc) {
+        uint8_t *k = realloc(c->keys, ncap * KB);
+        if (!k) return ST_NOMEM;
+        c->keys = k;
+    }
+    c->acap = ncap;
+    return 0;
+}
+
+/* 0: seen before; 1: inserted as state c->count - 1; otherwise a status */
+static int insert(ctx_t *c, const u64 *w, int move) {
+    /* grown before probing, so a table that cannot grow stops the search before the state is counted */
+    if ((c->count + 1) * (c->hc ? 10 : 4) > c->cap * (c->hc ? 9 : 3)) { int r = grow_table(c); if (r) return r; }
+    u64 h = hash_words(w);
+    if (c->hc) {
+        if (!h) h = 1;
+        u64 j = h & c->mask;
+        while (c->htab[j]) { if (c->htab[j] == h) return 0; j = (j + 1) & c->mask; }
+        if (accounted(c) + PER_STATE > c->budget) return ST_MEMORY;
+        c->htab[j] = h;
+    } else {
+        u64 j = h & c->mask;
+        uint32_t e;
+        while ((e = c->tab[j])) { if (!memcmp(c->keys + (u64)(e - 1) * KB, w, KB)) return 0; j = (j + 1) & c->mask; }
+        if (accounted(c) + PER_STATE > c->budget) return ST_MEMORY;
+        if (c->count == c->acap) { int r = grow_arrays(c); if (r) return r; }
+        memcpy(c->keys + c->count * KB, w, KB);
+        c->tab[j] = (uint32_t)(c->count + 1);
+    }
+    if (c->count == c->acap) { int r = grow_arrays(c); if (r) return r; }
+    c->parent[c->count] = (uint32_t)c->cur;
+    c->moves[c->count] = (move_t)move;
+    c->count++;
+    return 1;
+}
+
+static int push(ctx_t *c, const i64 *n) {
+    if (c->ftail == c->fcap) {
+        if (c->fhead > c->fcap / 2) {
+            memmove(c->fq, c->fq + c->fhead * SB, (c->ftail - c->fhead) * SB);
+            c->ftail -= c->fhead; c->fhead = 0;
+        } else {
+            u64 ncap = c->fcap ? c->fcap * 2 : 1024;
+            if (accounted(c) + (ncap - c->fcap) * SB > c->budget) return ST_MEMORY;
+            uint8_t *q = realloc(c->fq, ncap * SB);
+            if (!q) return ST_NOMEM;
+            c->fq = q; c->fcap = ncap;
+            if ((i64)(ncap * SB) > c->res->frontier_peak_bytes) c->res->frontier_peak_bytes = ncap * SB;
+        }
+    }
+    u64 w[SW];
+    pack_state(n, w);
+    memcpy(c->fq + c->ftail * SB, w, SB);
+    c->ftail++;
+    return 0;
+}
+
+__attribute__((noinline)) static int emit(ctx_t *c, i64 *n, int move) {
+    result_t *r = c->res;
+    r->transitions++;
+    u64 w[KW];
+    canon_key(n, w);
+    int ins = insert(c, w, move);
+    if (ins == 0) return 0;
+    if (ins != 1) { r->status = ins; return 1; }
+    int tid = -1;
+    int p = check_state(n, &tid);
+    if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = (i64)c->count - 1; return 1; }
+    if (c->exercised != ALLW) c->exercised |= triggers(n);
+    if (c->max_states && c->count >= c->max_states) { r->status = ST_BOUND; return 1; }
+    if (c->fifo) { int e = push(c, n); if (e) { r->status = e; return 1; } }
+    return 0;
+}
+
+static double since(struct timespec *a) {
+    struct timespec b; clock_gettime(CLOCK_MONOTONIC, &b);
+    return (b.tv_sec - a->tv_sec) + (b.tv_nsec - a->tv_nsec) * 1e-9;
+}
+
+static void finish(ctx_t *c, u64 head) {
+    result_t *r = c->res;
+    r->states = (i64)c->count;
+    r->exercised = c->exercised;
+    r->table_bytes = (i64)(c->cap * SLOT);
+    r->bytes = (i64)(c->cap * SLOT + c->count * PER_STATE);
+    r->frontier_left = (i64)(c->count - head);
+    r->seconds = since(&c->t0);
+}
+
+/* the breadth-first search of explorer.py, state for state */
+ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int hc, i64 budget, int progress,
+               const char *name, result_t *r) {
+    ctx_t *c = calloc(1, sizeof(ctx_t));
+    memset(r, 0, sizeof *r);
+    r->prop = -1; r->tid = -1; r->index = -1;
+    if (!c) { r->status = ST_NOMEM; return NULL; }
+    c->res = r; c->hc = hc; c->fifo = hc || SYM; c->progress = progress;
+    c->max_states = max_states > 0 ? (u64)max_states : 0;
+    c->budget = budget > 0 ? (u64)budget : UINT64_MAX;
+    clock_gettime(CLOCK_MONOTONIC, &c->t0); c->last = c->t0;
+    c->cap = 1 << 12; c->mask = c->cap - 1;
+    if (hc) c->htab = calloc(c->cap, sizeof(u64)); else c->tab = calloc(c->cap, sizeof(uint32_t));
+    if (!c->htab && !c->tab) { r->status = ST_NOMEM; return c; }
+    i64 s[NV];
+    memcpy(s, init, sizeof s);
+    u64 w[KW];
+    canon_key(s, w);
+    c->cur = -1;
+    int ins = insert(c, w, 0);
+    if (ins != 1) { r->status = ins ? ins : ST_NOMEM; finish(c, 0); return c; }
+    int tid = -1;
+    int p = check_state(s, &tid);
+    if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = 0; finish(c, 0); return c; }
+    c->exercised = triggers(s);
+    if (c->fifo && (r->status = push(c, s))) { finish(c, 0); return c; }
+    u64 head = 0, next_level = 1;
+    i64 depth = 0;
+    int incomplete = 0;
+    while (head < c->count) {
+        u64 i = head++;
+        if (i >= next_level) { depth++; next_level = c->count; }
+        if (depth > r->diameter) r->diameter = depth;
+        if (c->fifo) {
+            u64 pw[SW] = {0};
+            memcpy(pw, c->fq + c->fhead * SB, SB);
+            c->fhead++;
+            unpack_state(pw, s);
+        } else {
+            u64 pw[SW] = {0};
+            memcpy(pw, c->keys + i * KB, KB);
+            unpack_state(pw, s);
+        }
+        if (max_depth >= 0 && depth >= max_depth) { incomplete = 1; continue; }
+        c->cur = (i64)i;
+        int k = expand(s, c);
+        if (k < 0) break;
+        if (k == 0) {
+            if (is_done(s)) {
+                int f = check_final(s);
+                if (f) { r->status = ST_FINAL; r->prop = f - 1; r->index = (i64)i; break; }
+                c->exercised |= FINALS;
+            } else if (deadlock) { r->status = ST_DEADLOCK; r->index = (i64)i; break; }
+            continue;
+        }
+        if (progress && (c->count & 0x3FFF) < (u64)k) {
+            double el = since(&c->t0), dt = since(&c->last);
+            if (dt >= (progress == 1 ? 1.0 : 10.0)) {
+                clock_gettime(CLOCK_MONOTONIC, &c->last);
+                fprintf(stderr, "  %s: %llu states, depth %lld, %.0f states/s (native)%s", name,
+                        (unsigned long long)c->count, (long long)depth, c->count / (el > 1e-9 ? el : 1e-9),
+                        progress == 1 ? "\r" : "\n");
+                fflush(stderr);
+            }
+        }
+    }
+    r->depth = depth;
+    if (r->status == ST_OK && incomplete) r->status = ST_BOUND;
+    finish(c, head);
+    return c;
+}
+
+/* the moves from the initial state to state i, last first; returns how many */
+i64 pdd_path(ctx_t *c, i64 i, int32_t *out, i64 max) {
+    i64 n = 0;
+    while (i > 0 && n < max) { out[n++] = c->moves[i]; i = c->parent[i]; }
+    return n;
+}
+
+void pdd_free(ctx_t *c) {
+    if (!c) return;
+    free(c->tab); free(c->htab); free(c->keys); free(c->parent); free(c->moves); free(c->fq); free(c);
+}
+
+/* for tests: the key and the packed state of a state, as the search computes them */
+void pdd_key(const i64 *s, u64 *w) { canon_key(s, w); }
+void pdd_roundtrip(const i64 *s, i64 *out) { u64 w[SW]; pack_state(s, w); unpack_state(w, out); }
+int pdd_key_words(void) { return KW; }
+"""
