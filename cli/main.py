@@ -184,9 +184,11 @@ def main():
 @click.option("--backend", type=click.Choice(["auto", "native", "python"]), default="auto", show_default=True,
               help="native: the search compiled to C (needs gcc); python: the reference explorer; auto: native "
                    "wherever it can serve the run (not liveness, not dfs).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Specs run at once, each in its own process (default: one per core).")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
-          hash_compact, json_out, memory_limit, backend):
+          hash_compact, json_out, memory_limit, backend, jobs):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -209,15 +211,32 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
             loaded.append(s.with_fixes())
     outcomes = []
     proofs = {}
-    for spec in loaded:
-        o = run_spec(spec, symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                     traces_dir=traces_dir, progress=True, hash_compact=hash_compact,
-                     memory_limit_mb=memory_limit_mb, backend=backend)
+    from ..checker.explorer import default_memory_limit_mb
+    from ..checker.parallel import default_jobs, run_specs
+    from ..checker.run import CheckOutcome
+    jobs = min(jobs or default_jobs(), len(loaded))
+    if memory_limit_mb is None and jobs > 1:
+        memory_limit_mb = max(16, default_memory_limit_mb() // jobs)     # the machine's share, split
+    kwargs = dict(symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
+                  traces_dir=traces_dir, progress=jobs == 1, hash_compact=hash_compact,
+                  memory_limit_mb=memory_limit_mb, backend=backend)
+    settled = 0
+
+    def row_done(d):
+        # each row as its run completes; the table below, in spec order, is the record
+        nonlocal settled
+        settled += 1
+        o = CheckOutcome(d.spec, d.spec.build(), d.result, d.trace_path)
+        if len(loaded) > 1:
+            render.print_progress_row(out, o, d.proof, settled, len(loaded), d.seconds)
+
+    for d in run_specs(loaded, jobs=jobs, with_proofs=with_proofs, run_kwargs=kwargs, on_done=row_done):
+        o = CheckOutcome(d.spec, d.spec.build(), d.result, d.trace_path)
         outcomes.append(o)
         if named and len(loaded) == 1:
             render.print_outcome(out, o)
         if with_proofs:
-            proofs[spec.name] = _proof_summary(spec)
+            proofs[d.spec.name] = d.proof
     render.print_check_table(out, outcomes, proofs)
     if json_out:
         import json
@@ -246,16 +265,6 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
                   + (f" (and {sum(1 for p in proofs.values() if p)} z3 results)" if proofs else ""))
         sys.exit(0)
     sys.exit(max(EXIT[o.result.verdict] for o in outcomes))
-
-
-def _proof_summary(spec):
-    """The z3 back end's word on a spec, for the proof column, and whether it
-    is the spec's ``[expect] prove`` (``checker/proof_check.py``): for a
-    defect spec, what prove says of the property the explorer breaks; for a
-    spec expected to verify, how many properties it proves by induction.
-    None for a ``+fix`` variant."""
-    from ..checker.proof_check import run_proof
-    return run_proof(spec)
 
 
 @main.command()

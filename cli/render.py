@@ -174,3 +174,13 @@ def print_properties(out, model):
     t.add_row("calls_return", "liveness", "under weak fairness every alloc, free and recover call returns "
                                           "(with check.liveness = true)")
     out.print(t)
+
+
+def print_progress_row(out, o, proof, settled, total, seconds):
+    """One line as each spec of a many-spec ``check`` completes (in completion order): the run is
+    visibly alive, and a slow spec holds back no other row."""
+    r = o.result
+    mark = "[green]✓[/]" if o.matches and (proof is None or proof.matches) else "[bold red]✗[/]"
+    z3 = f", z3 {esc(proof.summary)}" if proof is not None else ""
+    out.print(f"  [{settled}/{total}] {mark} {esc(o.spec.name)}: [{COLOR[r.verdict]}]{esc(r.label)}[/] "
+              f"({r.stats['states']:,} states{z3}; {seconds:.1f}s)", soft_wrap=True)
