@@ -270,16 +270,20 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
 @main.command()
 @click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--impl", is_flag=True, help="Drive the real implementation (pddgpu/) through the trace.")
+@click.option("--lang", type=click.Choice(["python", "c"]), default="python", show_default=True,
+              help="With --impl: the Python implementation (pddgpu/) or the document's C managers (csrc/, gcc).")
 @click.option("--fix", "fixes", multiple=True, help="With --impl: turn on this fix option (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict line.")
 @input_errors
-def replay(trace, impl, fixes, quiet):
+def replay(trace, impl, lang, fixes, quiet):
     """Re-run TRACE on the model step by step and confirm its violation."""
     for f in fixes:
         if f not in OPTIONS or OPTIONS[f].kind != "fix":
             fail_input(f"--fix: unknown fix {f!r} (known: {', '.join(n for n, o in OPTIONS.items() if o.kind == 'fix')})")
     if fixes and not impl:
         fail_input("--fix: only with --impl (the model replay follows the trace's own options)")
+    if lang != "python" and not impl:
+        fail_input("--lang: only with --impl (the model replay runs no code)")
     data = load_trace(trace)
     from ..checker.replay import replay as do_replay
     res = do_replay(trace, data)          # the same checks, and the same verdict, before the implementation
@@ -292,10 +296,15 @@ def replay(trace, impl, fixes, quiet):
                       "implementation", markup=False)
             sys.exit(1)
         from ..pddgpu.impl_replay import format_report, replay_on_impl
+        from ..conformance.c_build import CBackendUnavailable
+        if lang == "c":
+            from ..conformance.c_harness import format_c_report as format_report, replay_on_c as replay_on_impl
         try:
             report = replay_on_impl(data, {f: True for f in fixes} or None)
         except ValueError as e:
             fail_input(f"{trace}: {e}")
+        except CBackendUnavailable as e:
+            fail_input(f"--lang: {e}")
         out.print(format_report(report), markup=False)
         sys.exit(0 if report.as_expected else 1)
     if not quiet:
@@ -372,7 +381,7 @@ def findings(output, traces_dir, html_out):
     check_output_dir("--traces-dir", traces_dir)
     if html_out:
         check_output_file("--html", html_out)
-    write_findings(out, default_specs(), output, traces_dir, html=html_out)
+    write_findings(out, default_specs(), output, traces_dir, html=html_out, progress=True)
 
 
 @main.command()
@@ -403,6 +412,8 @@ def _register_optional():
 _register_optional()
 from .mutate_command import mutate  # noqa: E402 - mutation testing lives in its own module, like the z3 commands
 main.add_command(mutate)
+from .spin_commands import export  # noqa: E402 - the Promela export (SPIN) lives in its own module too
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

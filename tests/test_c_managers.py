@@ -1,0 +1,207 @@
+"""The document's C managers (csrc/), compiled with the system C compiler and driven through the shim.
+
+Every trace in traces/ reproduces its defect on the C code as written (the trace's readings, its steps met at
+the same labels and its states by the C state) and ends cleanly with the defines of its spec's fix; each of
+the shim's detectors is tripped by a small scenario of its own.
+"""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pddgpu_verify.conformance.c_build import CBackendUnavailable, build, compiler, defines_for
+from pddgpu_verify.model.options import ALL_FIXES, OPTIONS
+
+if compiler() is None:
+    pytest.skip("C back end unavailable: no C compiler (gcc or cc) on PATH", allow_module_level=True)
+
+from pddgpu_verify.checker.trace import load_trace  # noqa: E402
+from pddgpu_verify.conformance.c_harness import format_c_report, load_lib, replay_on_c  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACES = sorted(ROOT.joinpath("traces").glob("*.itf.json"))
+
+# traces that cannot (yet) be mapped onto the C code, with the reason; none today
+NOT_MAPPED: dict[str, str] = {}
+
+
+def spec_fix(meta: dict) -> list[str]:
+    """``fixed_by`` of the spec the trace came from, found by the spec's name in specs/*.toml."""
+    for p in sorted(ROOT.joinpath("specs").glob("*.toml")):
+        spec = tomllib.loads(p.read_text()).get("spec", {})
+        if spec.get("name") == meta.get("spec") or spec.get("trace") == meta.get("spec"):
+            return list(spec.get("fixed_by", []))
+    return []
+
+
+# -- build ---------------------------------------------------------------------------------------
+
+def test_defines_follow_the_option_names():
+    assert defines_for({}) == []
+    assert defines_for({"fix_is_ready": True, "stats_update_point": "under_lock", "is_ready_reads": 1}) == [
+        "FIX_IS_READY", "IS_READY_READS=1", "STATS_UPDATE_POINT_UNDER_LOCK"]
+    assert "PDDGPU_VRAM_ALLOC_RETRY_COUNT=1" in defines_for({}, retry_count=1)
+
+
+@pytest.mark.parametrize("name", [n for n, o in OPTIONS.items() if len(o.choices) > 1])
+def test_each_option_builds(name):
+    """Every reading and fix that changes the code compiles on its own (-Werror)."""
+    o = OPTIONS[name]
+    value = next(c for c in o.choices if c != o.default)
+    assert build(defines_for({name: value})).exists()
+
+
+def test_all_fixes_build_and_a_build_is_cached():
+    a = build(defines_for(dict(ALL_FIXES)))
+    assert build(defines_for(dict(ALL_FIXES))) == a and a.parent.name == "csrc"
+
+
+def test_bad_define_is_reported_not_raised_as_traceback():
+    with pytest.raises(CBackendUnavailable, match="do not build"):
+        build(["IS_READY_READS=3"])
+
+
+# -- every trace on the C code ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", TRACES, ids=[p.name for p in TRACES])
+def test_trace_reproduces_on_c_and_fix_ends_clean(path):
+    if path.name in NOT_MAPPED:
+        pytest.xfail(NOT_MAPPED[path.name])
+    data = load_trace(path)
+    meta = data["#meta"]
+    written = replay_on_c(data, root=ROOT)
+    assert written.conforms, format_c_report(written)
+    assert written.reproduced, format_c_report(written)
+    fix = spec_fix(meta)
+    assert fix, f"no spec in specs/ names a fix for {meta.get('spec')}"
+    fixed = replay_on_c(data, {f: True for f in fix}, root=ROOT)
+    assert fixed.clean, format_c_report(fixed)
+    assert written.expected not in fixed.observed
+
+
+def test_free_during_shutdown_report_names_the_leak():
+    data = load_trace(ROOT / "traces" / "vram_free_during_shutdown.itf.json")
+    text = format_c_report(replay_on_c(data, root=ROOT))
+    assert "fini leak report: [0x0, 0x1000)" in text
+    assert "used=4096, vis_usage=4096 left non-zero" in text
+    assert "drm_buddy_fini: 1 block(s) still allocated" in text
+    assert text.rstrip().endswith("result: REPRODUCED - no_leak_at_fini observed in the code")
+
+
+def test_wrong_readings_are_nonconformance():
+    """The C built with another reading than the trace's meets the trace's steps elsewhere."""
+    data = load_trace(ROOT / "traces" / "vram_retry_relock.itf.json")
+    data["#meta"]["options"] = {**data["#meta"]["options"], "retry_holds_lock": False}
+    r = replay_on_c(data, root=ROOT)
+    assert not r.conforms and "C code is at" in r.mismatch
+
+
+def test_cli_replays_on_c():
+    cmd = [sys.executable, "-m", "pddgpu_verify.cli.main", "replay", "traces/vram_free_during_shutdown.itf.json",
+           "--impl", "--lang", "c"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "replay on the C implementation" in p.stdout and "REPRODUCED" in p.stdout
+    p = subprocess.run(cmd + ["--fix", "fix_free_always_releases"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0 and "result: CLEAN" in p.stdout, p.stdout + p.stderr
+    p = subprocess.run(cmd[:5] + ["--lang", "c"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "pddgpu-verify: error: --lang: only with --impl (the model replay runs no code)")
+
+
+# -- the shim's detectors, one scenario each ----------------------------------------------------------
+
+def run_selftest(n: int, schedule=()):
+    """Set scenario n up, take the named threads' steps in order, then run every thread to its end (lowest
+    first).  Returns what it saw: ``reports`` {property: [messages]}, ``taken`` [(thread, label)],
+    ``blocked`` (threads that never finish), ``holds`` (threads ending with a lock held), ``leaks`` (blocks
+    the last allocator fini reported), ``kmem`` (kzalloc'ed objects never freed)."""
+    lib = load_lib(defines_for({}))
+    assert lib.h_selftest(n) == 0
+    names = [lib.h_name(i).decode() for i in range(lib.h_nthreads())]
+    taken = []
+
+    def step(i):
+        taken.append((names[i], lib.h_label(i).decode()))
+        assert lib.h_step(i) == 0
+
+    for name in schedule:
+        step(names.index(name))
+    while True:
+        en = [i for i in range(len(names)) if lib.h_enabled(i)]
+        if not en:
+            break
+        step(en[0])
+    reports: dict = {}
+    for i in range(lib.h_nreports()):
+        reports.setdefault(lib.h_report(i, 0).decode(), []).append(lib.h_report(i, 2).decode())
+    out = {"reports": reports, "taken": taken,
+           "blocked": [names[i] for i in range(len(names)) if lib.h_state(i) != 3],
+           "holds": [names[i] for i in range(len(names)) if lib.h_holds_lock(i)],
+           "leaks": lib.h_fini_leaks((ctypes.c_longlong * 4)(), (ctypes.c_longlong * 4)(), 4),
+           "kmem": lib.h_kmem_live()}
+    lib.h_teardown()
+    return out
+
+
+def one(r, prop) -> str:
+    return " | ".join(r["reports"].get(prop, ["(not reported)"]))
+
+
+def test_might_sleep_mutex_under_spinlock():
+    r = run_selftest(0)
+    assert "sleeping function called from invalid context: mutex_lock" in one(r, "no_sleep_under_spinlock")
+    assert [lab for _, lab in r["taken"]] == ["spin", "mutex", "unlock_m", "unlock_s"]
+
+
+def test_scheduling_while_atomic_msleep_under_spinlock():
+    assert "scheduling while atomic: msleep(5)" in one(run_selftest(1), "no_sleep_under_spinlock")
+
+
+def test_lockdep_recursive_locking_hangs_the_thread():
+    r = run_selftest(2)
+    assert "possible recursive locking detected" in one(r, "lock_no_self_reacquire")
+    assert r["blocked"] == ["t0"]
+
+
+def test_lockdep_unlock_by_non_owner():
+    r = run_selftest(3, ["t0", "t1"])
+    assert "by t1, which does not hold it (owner: t0)" in one(r, "lock_released_by_owner")
+    assert r["taken"][:2] == [("t0", "lock"), ("t1", "bad_unlock")]
+
+
+def test_return_with_lock_held():
+    r = run_selftest(4)
+    assert r["holds"] == ["t0"] and not r["reports"]
+
+
+def test_kmemleak_and_fini_leak_report():
+    r = run_selftest(5)
+    assert r["leaks"] == 1 and r["kmem"] == 1 and not r["reports"]
+
+
+def test_kcsan_plain_read_under_another_threads_lock():
+    r = run_selftest(6, ["t0", "t1"])
+    assert "KCSAN: data race: t1 reads S.field without the lock while t0 holds it" in one(r, "no_data_race")
+
+
+def test_foreign_free_and_reinit_of_live_buddy():
+    r = run_selftest(7)
+    assert "from drm_buddy instance 1 into instance 2" in one(r, "no_foreign_free")
+    assert "kmemleak" in one(r, "no_buddy_metadata_leak")
+    assert "1 live block" in one(r, "no_reinit_of_live_allocator")
+
+
+def test_double_free():
+    r = run_selftest(8)
+    assert "removes a drm_mm node that is not allocated" in one(r, "no_double_free")
+    assert "already freed" in one(r, "no_double_free")
+
+
+def test_allocator_use_after_fini():
+    assert "drm_buddy_alloc_blocks on an allocator torn down" in one(run_selftest(9), "no_allocator_use_after_fini")
