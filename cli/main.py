@@ -381,7 +381,7 @@ def findings(output, traces_dir, html_out):
     check_output_dir("--traces-dir", traces_dir)
     if html_out:
         check_output_file("--html", html_out)
-    write_findings(out, default_specs(), output, traces_dir, html=html_out, progress=True)
+    write_findings(out, default_specs(), output, traces_dir, html=html_out)
 
 
 @main.command()
@@ -412,8 +412,6 @@ def _register_optional():
 _register_optional()
 from .mutate_command import mutate  # noqa: E402 - mutation testing lives in its own module, like the z3 commands
 main.add_command(mutate)
-from .spin_commands import export  # noqa: E402 - the Promela export (SPIN) lives in its own module too
-main.add_command(export)
 
 if __name__ == "__main__":
     main()
