@@ -295,7 +295,7 @@ def replay(trace, impl, lang, fixes, quiet):
             out.print("result: NOT CONFIRMED - the trace is not a confirmed run of the model; not replayed on the "
                       "implementation", markup=False)
             sys.exit(1)
-        from ..pddgpu.impl_replay import format_report, replay_on_impl
+        from ..conformance.impl_replay import format_report, replay_on_impl
         from ..conformance.c_build import CBackendUnavailable
         if lang == "c":
             from ..conformance.c_harness import format_c_report as format_report, replay_on_c as replay_on_impl

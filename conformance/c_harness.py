@@ -5,7 +5,7 @@ runs one pthread per model thread (``w0``.., ``inj0``.., ``rec0``..,
 ``stats0``.., ``fini``).  The shim's token passing lets exactly one C thread
 run at a time, from one scheduling point to the next; each point carries the
 model's step label, so a trace's transitions (thread, step) map onto the C
-code one to one, as ``pddgpu/impl_replay.py`` maps them onto the Python code.
+code one to one, as ``conformance/impl_replay.py`` maps them onto the Python code.
 
 ``replay_on_c`` follows a trace's interleaving on the C code and reports what
 was observed -- the shim's reports (might_sleep, lockdep, KCSAN, the
@@ -22,7 +22,7 @@ from ..model.geometry import geometry_for
 from ..model.manager import workload_allocs
 from ..model.options import OPTIONS, resolve
 from ..model.registry import workload_from_dict
-from ..pddgpu.impl_replay import (ALWAYS_RELEVANT, ImplReplayReport, Observation, checked_properties,  # noqa: F401
+from .impl_replay import (ALWAYS_RELEVANT, ImplReplayReport, Observation, checked_properties,  # noqa: F401
                                   format_report as _format_py)
 from .c_build import build, defines_for
 
@@ -314,7 +314,7 @@ def _state_name(s: int) -> str:
 
 def replay_on_c(trace_data: dict, options_override: dict | None = None, *, properties=None, root=None,
                 loop_repeats: int = 2, finish_budget: int = 5000) -> ImplReplayReport:
-    """``pddgpu.impl_replay.replay_on_impl`` on the C managers: the trace's interleaving, its step labels met
+    """``impl_replay.replay_on_impl`` on the C managers: the trace's interleaving, its step labels met
     by the C scheduling points (with the trace's own options) and its states by the C state mapped onto the
     model's variables; then the remaining threads to the end, the thread the trace blames first."""
     try:

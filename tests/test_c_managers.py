@@ -236,7 +236,7 @@ def test_c_and_python_agree_step_by_step_on_random_schedules(config):
     import random
 
     from pddgpu_verify.conformance.c_harness import CHarness
-    from pddgpu_verify.pddgpu.impl_replay import Harness
+    from pddgpu_verify.conformance.impl_replay import Harness
     from pddgpu_verify.pddgpu.sched import Scheduler
 
     kind, opts, wl, size = _lockstep_configs()[config]

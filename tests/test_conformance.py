@@ -21,7 +21,7 @@ from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import OPTIONS
 from pddgpu_verify.pddgpu.device import PAGE_SIZE, Resource
 from pddgpu_verify.pddgpu.errors import AllocatorBug
-from pddgpu_verify.pddgpu.impl_replay import Harness, WorkerState
+from pddgpu_verify.conformance.impl_replay import Harness, WorkerState
 
 NW = 3
 SIZES = {"vram": 8, "gtt": 6}

@@ -27,7 +27,7 @@ from pddgpu_verify.model import gtt, interpret, vram
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import OPTIONS
 from pddgpu_verify.pddgpu.errors import AllocatorBug
-from pddgpu_verify.pddgpu.impl_replay import Harness
+from pddgpu_verify.conformance.impl_replay import Harness
 from pddgpu_verify.pddgpu.sched import Scheduler
 
 FIXES = sorted(n for n, o in OPTIONS.items() if o.kind == "fix")

@@ -335,7 +335,7 @@ def test_deadlock_error_type_exists():
 # -- the scheduler finds the defects in the code by itself (no model) -------------------------------------
 
 def _search(kind, options, workload, seeds, strategy):
-    from pddgpu_verify.pddgpu.impl_replay import Harness
+    from pddgpu_verify.conformance.impl_replay import Harness
     found = {}
     for seed in range(seeds):
         h = Harness(kind, 4, options, workload)

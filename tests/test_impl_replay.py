@@ -18,7 +18,7 @@ from pddgpu_verify.checker.trace import load_trace, to_itf, write_trace
 from pddgpu_verify.model import gtt, vram
 from pddgpu_verify.model.manager import Workload as W
 from pddgpu_verify.model.options import ALL_FIXES
-from pddgpu_verify.pddgpu.impl_replay import format_report, replay_on_impl, suggested_fix
+from pddgpu_verify.conformance.impl_replay import format_report, replay_on_impl, suggested_fix
 
 A = lambda n: ("alloc", n)  # noqa: E731
 F = ("free",)

@@ -127,7 +127,7 @@ def test_shrunk_failing_schedule_is_a_trace_both_replays_accept(monkeypatch):
 
     from pddgpu_verify.checker.replay import replay
     from pddgpu_verify.checker.trace import load_trace
-    from pddgpu_verify.pddgpu.impl_replay import format_report, replay_on_impl
+    from pddgpu_verify.conformance.impl_replay import format_report, replay_on_impl
 
     for cls, meth, *reps in MUTANTS["free_without_lock"]:
         mutate(monkeypatch, cls, meth, *reps)

@@ -12,7 +12,7 @@ from pddgpu_verify.checker.trace import load_trace, model_of_trace, to_itf, writ
 from pddgpu_verify.cli.main import main
 from pddgpu_verify.model import vram
 from pddgpu_verify.model.manager import Workload
-from pddgpu_verify.pddgpu.impl_replay import format_report, replay_on_impl
+from pddgpu_verify.conformance.impl_replay import format_report, replay_on_impl
 
 # spec 14's defect: two workers want the whole VRAM, the loser runs out of retries and leaks its vres
 ENOMEM = Workload(workers=[[("alloc", 4), ("free",)]] * 2)

@@ -113,7 +113,7 @@ def test_stress_fixed_implementation_running_free(chaos_on):
 def test_model_workloads_run_free_on_the_fixed_code():
     """The harness that replays traces also runs a workload on free threads."""
     from pddgpu_verify.model.manager import Workload
-    from pddgpu_verify.pddgpu.impl_replay import Harness
+    from pddgpu_verify.conformance.impl_replay import Harness
     A = lambda n: ("alloc", n)  # noqa: E731
     wl = Workload([[A(1), ("free",), A(2), ("free",)]] * 4, error_injectors=1, recoverers=1, stats_readers=2,
                   shutdown=True)

@@ -22,7 +22,7 @@ from pddgpu_verify.model.geometry import (WINDOW_PROPERTY, GeometryError, buddy,
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import ALL_FIXES
 from pddgpu_verify.pddgpu.device import PAGE_SIZE, Device, Resource
-from pddgpu_verify.pddgpu.impl_replay import Harness, format_report, replay_on_impl
+from pddgpu_verify.conformance.impl_replay import Harness, format_report, replay_on_impl
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_1M = ROOT / "specs/21_vram_free_during_shutdown_1m.toml"

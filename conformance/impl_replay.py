@@ -1,4 +1,7 @@
-"""Replay a counterexample trace on the implementation (``pddgpu/``).
+"""Replay a counterexample trace on the Python implementation (``pddgpu/``).
+
+It lives in ``conformance/`` with everything that joins the model to code: ``pddgpu/`` keeps only the code
+under test and imports nothing of the checker (``_source_spec`` reads a spec through ``checker.spec``).
 
 ``replay_on_impl(trace_data, options_override=None)`` builds a device with
 the trace's manager, allocator size and options (``#meta``), starts one real
@@ -30,11 +33,11 @@ from ..model.geometry import geometry_for
 from ..model.manager import workload_allocs
 from ..model.options import OPTIONS, resolve
 from ..model.registry import workload_from_dict
-from . import sched
-from .device import (PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
+from ..pddgpu import sched
+from ..pddgpu.device import (PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
                      Device, Resource)
-from .errors import ENODEV, ENOMEM, ENOSPC, AllocatorBug
-from .sched import LockError, Scheduler
+from ..pddgpu.errors import ENODEV, ENOMEM, ENOSPC, AllocatorBug
+from ..pddgpu.sched import LockError, Scheduler
 
 __all__ = ["Harness", "Monitor", "Observation", "ImplReplayReport", "replay_on_impl", "format_report",
            "FIX_FOR_PROPERTY", "suggested_fix", "DOCUMENTED_CODES"]
