@@ -44,6 +44,7 @@ from ..model import interpret
 from ..model.program import Model
 from .explorer import Move
 from .z3_budget import DEFAULT_RLIMIT, Budget, own_context
+from .z3_progress import note_phase
 from .z3_encode import Encoder
 
 VIOLATION, NO_VIOLATION, UNKNOWN, INCOMPLETE = "VIOLATION", "NO_VIOLATION", "UNKNOWN", "INCOMPLETE"
@@ -177,6 +178,7 @@ def bmc(model: Model, depth: int, *, properties=None, deadlock: bool = True, rli
 
 def _bmc(model, depth, properties, deadlock, budget, start, reduce):
     t0 = time.perf_counter()        # reported, never a budget
+    note_phase(budget, "encoding the model for z3")
     enc = Encoder(model)
     props = [p for p in enc.safety_properties(properties) if p not in model.bounds]
     if deadlock and (properties is None or "deadlock" in properties):

@@ -83,14 +83,14 @@ def _trace_block(o, anchor: str) -> TraceBlock:
 NO_Z3 = ("LIVENESS", "DEADLOCK")      # verdicts z3 states no property for: the explorer's run is the proof
 
 
-def defect_proof(spec) -> str:
+def defect_proof(spec, progress=None) -> str:
     """What z3 says of the property a defect spec breaks (bounded model
     checking to ``[prove] bmc_depth``), as ``check --prove`` shows it."""
     if spec.expect_verdict in NO_Z3:
         return f"n/a ({spec.expect_verdict.lower()}: the explorer only)"
     from .prove import prove_spec
     t0 = time.perf_counter()
-    _, results = prove_spec(replace(spec, properties=[spec.expect_property]))
+    _, results = prove_spec(replace(spec, properties=[spec.expect_property]), progress=progress)
     took = time.perf_counter() - t0
     r = next((r for r in results if r.kind == "property" and r.name == spec.expect_property), None)
     if r is None:
@@ -99,7 +99,7 @@ def defect_proof(spec) -> str:
     return f"{r.verdict}{how} ({took:.0f}s)"
 
 
-def fix_proof(spec) -> str:
+def fix_proof(spec, progress=None) -> str:
     """What z3 says of the spec with its fixes on: every checked safety
     property proved by induction (for the spec's threads), or not."""
     if spec.expect_verdict in NO_Z3 or not spec.fixed_by:
@@ -108,7 +108,7 @@ def fix_proof(spec) -> str:
     from .prove import PROVED, prove_spec
     fixed = spec.with_fixes()
     t0 = time.perf_counter()
-    overall, results = prove_spec(fixed)
+    overall, results = prove_spec(fixed, progress=progress)
     took = time.perf_counter() - t0
     props = [r for r in results if r.kind == "property"]
     if not props:
@@ -187,19 +187,25 @@ def _fixes_on(spec) -> list:
     return [k for k, v in spec.fixes.items() if v]
 
 
-def _section(out, spec, number, traces_dir, proofs, hazard=False):
+def _section(out, spec, number, traces_dir, proofs, hazard=False, progress=None):
     """Run one defect (or hazard) spec and its fix; its summary row and body."""
+    progress = progress or _quiet()
+    progress.clear()
     out.print(f"  {spec.name} ...")
+    progress.set_phase("explorer")
     o = run_spec(spec, traces_dir=traces_dir)
     r = o.result
     fix_txt, fix_run = "—", "—"
     if spec.fixed_by:
+        progress.set_phase(f"explorer with {', '.join(spec.fixed_by)}")
         f = run_spec(spec.with_fixes(), traces_dir=None)
         fr = f.result
         fix_run = f"{fr.label}, {fr.stats['states']:,} states"
         fix_txt = ", ".join(f"`{x}`" for x in spec.fixed_by)
-    z3_defect = defect_proof(spec) if proofs else "not run"
-    z3_fix = fix_proof(spec) if proofs and spec.fixed_by else ("not run" if spec.fixed_by else "—")
+    progress.set_phase("z3 on the defect")
+    z3_defect = defect_proof(spec, progress) if proofs else "not run"
+    progress.set_phase("z3 on the fixed spec")
+    z3_fix = fix_proof(spec, progress) if proofs and spec.fixed_by else ("not run" if spec.fixed_by else "—")
     prop = r.property or "-"
     steps = len(r.path) - 1 if r.path else 0
     trace = f"`{o.trace_path}`" if o.trace_path else "—"
@@ -212,6 +218,7 @@ def _section(out, spec, number, traces_dir, proofs, hazard=False):
             spec.description, "",
             f"- **Spec:** `specs/{spec.path.name}` (model `{spec.model}`, allocator size {spec.size:,}{alloc}, "
             f"readings {_readings_txt(spec)}, fixes already on {', '.join(f'`{x}`' for x in fixes_on) or 'none'})"]
+    progress.set_phase("explorer without the fixes on")
     if hazard:
         body += _hazard_lines(spec, o.model)
     elif fixes_on:
@@ -267,13 +274,27 @@ def _models_of(option) -> tuple:
     return tuple(m for m in ("vram", "gtt") if m.upper() in sec) or ("vram", "gtt")
 
 
-def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool = True, html: Path | None = None):
+def _quiet():
+    from .z3_progress import Progress
+    return Progress(False, "findings")
+
+
+def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool = True, html: Path | None = None,
+                   progress: bool = False):
     """docs/FINDINGS.md from real runs of ``spec_files``; with ``html``, the same document as one page with
-    each finding's trace drawn as swimlanes."""
+    each finding's trace drawn as swimlanes.  ``progress``: a progress line on stderr (the spec, the phase,
+    specs done, solver calls)."""
+    from .z3_progress import Progress
+    with Progress(progress, "findings") as prog:
+        _write_findings(out, spec_files, output, traces_dir, proofs, html, prog)
+
+
+def _write_findings(out, spec_files, output, traces_dir, proofs, html, prog):
     specs = [load_spec(f) for f in spec_files]
     defects = [s for s in specs if s.defect and s.kind == "defect"]
     hazards = [s for s in specs if s.defect and s.kind == "fix_hazard"]
     fixed = [s for s in specs if not s.defect]
+    total, done = len(defects) + len(hazards) + len(fixed), 0
     md = ["# Findings", "",
           "Every defect of the PDDGPU design document's concurrency protocol that pddgpu-verify found, each with "
           "the property it breaks, the shortest interleaving (breadth-first search), its trace, the fix and the "
@@ -286,14 +307,18 @@ def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool
             "|---|---|---|---|---:|---|---|---|---|"]
     summary, body = list(cols), []
     for i, spec in enumerate(defects, 1):
-        row, b = _section(out, spec, i, traces_dir, proofs)
+        prog.within(f"spec {done + 1}/{total} {spec.name}")
+        row, b = _section(out, spec, i, traces_dir, proofs, progress=prog)
+        done += 1
         summary.append(row)
         body += b
     md += summary + [""] + body
     if hazards:
         hz_rows, hz_body = list(cols), []
         for i, spec in enumerate(hazards, 1):
-            row, b = _section(out, spec, f"H{i}", traces_dir, proofs, hazard=True)
+            prog.within(f"spec {done + 1}/{total} {spec.name}")
+            row, b = _section(out, spec, f"H{i}", traces_dir, proofs, hazard=True, progress=prog)
+            done += 1
             hz_rows.append(row)
             hz_body += b
         md += ["## Hazards of this project's fixes", "",
@@ -304,8 +329,12 @@ def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool
     md += ["## The fully fixed protocol", "",
            "| spec | verdict | states | transitions | time |", "|---|---|---:|---:|---:|"]
     for spec in fixed:
+        prog.within(f"spec {done + 1}/{total} {spec.name}")
+        prog.clear()
         out.print(f"  {spec.name} ...")
+        prog.set_phase("explorer")
         o = run_spec(spec, traces_dir=traces_dir)
+        done += 1
         st = o.result.stats
         md.append(f"| `{spec.path.name}` — {spec.description} | {o.result.label} | {st['states']:,} | "
                   f"{st['transitions']:,} | {st['seconds']:.1f}s |")
@@ -326,8 +355,11 @@ def write_findings(out, spec_files, output: Path, traces_dir: Path, proofs: bool
         stateword_report = None
     if stateword_report is not None:
         md += [stateword_report(), ""]
+    prog.within(f"{done}/{total} specs done")
+    prog.set_phase("writing")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(x for x in md if isinstance(x, str)) + "\n")
+    prog.clear()
     out.print(f"written to {output}")
     if html is not None:
         from ..cli.html_report import findings_page

@@ -87,6 +87,7 @@ from ..model.program import Model
 from .prove import (NOT_INDUCTIVE, PROVED, UNKNOWN, ProofResult, _Clock, candidate_term, candidates, houdini,
                     sample_states)
 from .z3_budget import DEFAULT_RLIMIT, Budget, out_of_budget, own_context
+from .z3_progress import note_phase, note_settled
 from .z3_encode import Encoder
 
 MAX_TRACKED = 3
@@ -336,6 +337,7 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
 
 def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder):
     clock = _Clock()
+    note_phase(budget, "side conditions of the cutoff argument")
     programs = list(dict.fromkeys(tuple(tuple(op) for op in w) for w in base.workers))
     m3 = _build(builder, [programs[0]] * MAX_TRACKED, base)
     probs = side_conditions(m3)
@@ -351,10 +353,13 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
     if probs:
         return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
                                  for p in props], refused=probs, detail="side conditions fail")
+    if "auto" in lemmas:
+        note_phase(budget, "mining candidate invariants from reachable states (explorer)")
     templates = _mine(builder, stress_builder, programs, base) if "auto" in lemmas else None
     systems = []
     for size in range(1, MAX_TRACKED + 1):
         for combo in itertools.combinations_with_replacement(programs, size):
+            note_phase(budget, f"encoding the system of {size} worker(s) for z3")
             systems.append(_system(_build(builder, combo, base), combo, universal, lemmas, templates))
 
     def key(c):
@@ -388,9 +393,12 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
                 alive -= gone
                 changed = True
             settled[id(sys)] = set(alive)
+            note_settled(budget, sum(settled.get(id(sy)) == alive for sy in systems), len(systems),
+                         "systems inductive")
     results = []
     scope = f"{len(systems)} systems of 1-{MAX_TRACKED} workers"
     for p in props:
+        note_settled(budget, len(results), len(props))
         if kinds[p] == "unsupported":
             results.append(ProofResult(p, "property", UNKNOWN, clock.elapsed(),
                                        detail="not of the universal form the cutoff argument needs (S4)"))
@@ -445,6 +453,7 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
             results.append(ProofResult(p, "property", NOT_INDUCTIVE, clock.elapsed(), cti=[(None, st)],
                                        detail=f"not implied by the universal invariant in the system of "
                                               f"{len(sys.programs)} workers"))
+    note_settled(budget, len(results), len(props))
     return ParametricResult(results, len(systems), clock.elapsed(), [],
                             detail=f"{len(alive)} invariants kept" + (f", {len(starved)} dropped out of budget"
                                                                       if starved else ""))

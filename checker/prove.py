@@ -45,6 +45,7 @@ from ..model import interpret
 from ..model.program import Model
 from .explorer import Move
 from .z3_budget import DEFAULT_RLIMIT, Budget, out_of_budget, own_context
+from .z3_progress import note_phase, note_settled
 from .z3_encode import EncodeError, Encoder
 
 PROVED, NOT_INDUCTIVE, VIOLATED, UNKNOWN = "PROVED", "NOT INDUCTIVE", "VIOLATED", "UNKNOWN"
@@ -312,6 +313,7 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, rlimit: int |
     resource units (``budget``, if given, instead; it logs what each query
     used).  Without ``encoder`` the proof runs in a z3 context of its own."""
     budget = budget if budget is not None else Budget(rlimit)
+    note_phase(budget, "encoding the model for z3")
     if encoder is not None:
         return _prove(model, properties, lemmas, k, bmc_depth, encoder, templates, budget)
     with own_context():
@@ -320,8 +322,16 @@ def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, rlimit: int |
 
 def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
     clock = _Clock()
+    note_phase(budget, "mining candidate invariants from reachable states (explorer)"
+               if "auto" in lemmas and templates is None else "building candidates")
     cands = candidates(model, properties, lemmas, templates)
     results = {}
+    order = [c.name for c in cands if c.kind != "auto"]
+    props = [c.name for c in cands if c.kind == "property"]
+
+    def settled():
+        note_settled(budget, sum(1 for n in props if n in results), len(props))
+    settled()
     # base case
     base = {c.name: _init_check(c, enc, budget) for c in cands}
     init_bad = [c for c in cands if base[c.name] != z3.unsat]
@@ -335,6 +345,7 @@ def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
         init = model.initial_state()
         results[c.name] = ProofResult(c.name, c.kind, VIOLATED, clock.elapsed(), trace=[(None, init)],
                                       detail="the initial state violates it")
+    settled()
     live = [c for c in cands if c not in init_bad]
     hr = houdini(enc, live, budget=budget)
     kept, ctis = hr.kept, hr.ctis
@@ -352,6 +363,7 @@ def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
         if c.kind == "property":        # a real violation is a verdict whatever the induction could not settle
             _try_violation(model, name, res, bmc_depth, budget)
         results[name] = res
+    settled()
     for c in live:
         if c.name not in ctis or c.kind == "auto":
             continue
@@ -390,7 +402,7 @@ def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
                           f"({res.breaking} breaks it without them)" + (f"; {res.detail}" if res.detail else ""))
         res.seconds = clock.elapsed()
         results[c.name] = res
-    order = [c.name for c in cands if c.kind != "auto"]
+        settled()
     return [results[n] for n in order if n in results]
 
 
@@ -455,7 +467,7 @@ def check_cti(model: Model, res: ProofResult) -> bool:
 
 
 def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_depth: int | None = None,
-               budget: Budget | None = None):
+               budget: Budget | None = None, progress=None):
     """Run ``prove`` as a spec's ``[prove]`` table configures it (for ``make
     check`` to show beside the explorer's verdict).  Returns
     (overall verdict, [ProofResult]); overall is VIOLATED or NOT INDUCTIVE if
@@ -467,6 +479,8 @@ def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_dep
     p = spec.prove or {}
     if budget is None:
         budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
+    if progress is not None:
+        budget.progress = progress
     if p.get("any_workers"):
         from .parametric import CutoffError, prove_spec_any_workers
         try:

@@ -64,6 +64,8 @@ class Budget:
     log of what every query used."""
     rlimit: int | None = DEFAULT_RLIMIT
     queries: list = field(default_factory=list)
+    # what a progress line shows (``z3_progress.Progress``): told of each query, never part of one
+    progress: object | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.rlimit is not None and not 1 <= self.rlimit <= MAX_RLIMIT:
@@ -73,6 +75,8 @@ class Budget:
         """``solver.check(*assumptions)`` within the budget; records the units used."""
         if self.rlimit is not None:
             solver.set("rlimit", self.rlimit)
+        if self.progress is not None:
+            self.progress.query(what)
         before = rlimit_count(solver)
         r = solver.check(*assumptions)
         self.queries.append(Query(what, rlimit_count(solver) - before, str(r)))

@@ -381,7 +381,7 @@ def findings(output, traces_dir, html_out):
     check_output_dir("--traces-dir", traces_dir)
     if html_out:
         check_output_file("--html", html_out)
-    write_findings(out, default_specs(), output, traces_dir, html=html_out)
+    write_findings(out, default_specs(), output, traces_dir, html=html_out, progress=True)
 
 
 @main.command()

@@ -43,6 +43,13 @@ def _written(console, paths):
         console.print(f"trace written: {escape(str(p))}", soft_wrap=True)
 
 
+def _progress(budget, name):
+    """A progress line on stderr for the run (never on stdout, never read by it), told through the budget."""
+    from ..checker.z3_progress import Progress
+    budget.progress = Progress(True, name).start()
+    return budget.progress
+
+
 def _prove_options(spec):
     """The spec's ``[prove]`` table (``load_spec`` has validated it) with the lemma default."""
     from ..model.lemmas import DEFAULT
@@ -107,12 +114,14 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
     props = spec.checked_properties(model)
     console = _console()
     written = []
+    progress = _progress(budget, f"prove {spec.name}")
     try:
         if any_workers:
             from ..checker.parametric import MAX_TRACKED, CutoffError, prove_spec_any_workers
             try:
                 pr = prove_spec_any_workers(spec, props, opts["lemmas"], budget=budget)
             except CutoffError as e:
+                progress.close()
                 _fail(f"{spec.path}: {e}")
             if pr.refused:
                 for p in pr.refused:
@@ -124,7 +133,10 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
             results = run_prove(model, props, opts["lemmas"], k=k, budget=budget, bmc_depth=bmc_depth)
             title = f"prove {spec.name} ({len(model.threads)} threads)"
     except (LemmaError, EncodeError) as e:
+        progress.close()
         _fail(f"{spec.path}: prove: {e}")
+    finally:
+        progress.close()
     table = _table(title, ("property", "verdict", "time (s)", "detail"))
     colour = {PROVED: "green", NOT_INDUCTIVE: "yellow", VIOLATED: "red", UNKNOWN: "magenta"}
     for r in results:
@@ -184,11 +196,15 @@ def bmc(spec_path, depth, rlimit, timeout, deadlock, reduce, traces_dir):
     _check_traces_dir(traces_dir)
     props = spec.checked_properties(model)
     budget = Budget(rlimit or DEFAULT_RLIMIT)
+    progress = _progress(budget, f"bmc {spec.name} (depth {depth})")
     try:
         res = run_bmc(model, depth, properties=props + (["deadlock"] if deadlock else []), deadlock=deadlock,
                       budget=budget, reduce=reduce)
     except EncodeError as e:
+        progress.close()
         _fail(f"{spec.path}: model: {e}")
+    finally:
+        progress.close()
     console = _console()
     table = _table(f"bmc {spec.name} (depth {depth})", ("verdict", "property", "depth", "time (s)", "detail"))
     detail = res.detail
