@@ -176,7 +176,177 @@ def write_markdown(path: Path, rows, max_states, total):
     if path.exists():            # a hand-measured "BMC at depth" section is kept below the regenerated table
         old = path.read_text()
         ats = [a for a in (old.find("\n" + BMC_SECTION), old.find("\n" + PROOF_SECTION),
-                           old.find("\n" + MUTATE_SECTION)) if a >= 0]
+                           old.find("\n" + MUTATE_SECTION), old.find("\n" + SPIN_SECTION)) if a >= 0]
         kept = "\n" + old[min(ats) + 1:] if ats else ""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + kept)
+
+
+SPIN_SECTION = "## Against SPIN"
+SPIN_CFLAGS = ("-O2", "-DSAFETY", "-DNOREDUCE")
+
+
+def bench_model(model_name: str, n: int):
+    return build_model(model_name, {**FIXED_READINGS, **ALL_FIXES}, bench_workload(n), 4, f"{model_name}_fixed_{n}w")
+
+
+def _explore_child():
+    """In a child process (``run_vs_spin``): explore one bench model, print its result as one JSON line."""
+    import json
+    import sys
+    from .explorer import explore
+    model_name, n, symmetry, memory_limit_mb = json.loads(sys.argv[1])
+    m = bench_model(model_name, n)
+    t0 = time.perf_counter()
+    r = explore(m, symmetry=symmetry, memory_limit_mb=memory_limit_mb, progress=True)
+    print("RESULT " + json.dumps({"verdict": r.label, "detail": r.detail, "wall_search": time.perf_counter() - t0,
+                                  **{k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, bool))}}),
+          flush=True)
+
+
+def _explore_row(model_name, n, symmetry, time_limit, memory_limit_mb):
+    """The explorer as ``check`` runs it (default back end), in a child whose peak memory is its own."""
+    import json
+    import re
+    import sys
+    from .spin import _run
+    arg = json.dumps([model_name, n, symmetry, memory_limit_mb])
+    rc, out, wall, peak, timed_out = _run(
+        [sys.executable, "-c", "from pddgpu_verify.checker.bench import _explore_child; _explore_child()", arg],
+        None, time_limit)
+    row = {"peak_mb": round(peak, 1), "wall": round(wall, 2), "symmetry": symmetry}
+    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    if line and not timed_out:
+        row.update(json.loads(line[7:]))
+        row["peak_mb"] = round(peak, 1)
+        # the native back end's C compile is the counterpart of SPIN's: kept apart from the time to verdict
+        row["compile_seconds"] = row.get("build_seconds") or 0.0
+        row["seconds"] = round(row["seconds"] - row["compile_seconds"], 3)
+        return row
+    seen = re.findall(r": ([\d,]+) states, depth", out)
+    row.update(verdict="INCOMPLETE", seconds=round(wall, 2), states=int(seen[-1].replace(",", "")) if seen else None,
+               detail=f"time limit {time_limit:.0f} s reached" if timed_out else
+               f"exited {rc}: {' '.join(out.split())[-200:]}")
+    return row
+
+
+def _spin_row(model_name, n, time_limit, memory_limit_mb, hash_bits):
+    from .promela import to_promela
+    from .spin import run_pml
+    m = bench_model(model_name, n)
+    r = run_pml(to_promela(m), m, cflags=SPIN_CFLAGS, hash_bits=hash_bits, memlim_mb=memory_limit_mb,
+                time_limit=time_limit, depth=1_000_000)
+    return {"verdict": r.label, "states": r.states, "transitions": r.transitions, "depth": r.depth,
+            "vector_bytes": r.vector_bytes, "translate_seconds": r.spin_seconds, "compile_seconds": r.compile_seconds,
+            "seconds": r.seconds, "peak_mb": r.peak_mb, "detail": r.detail, "hash_bits": hash_bits}
+
+
+def run_vs_spin(out, counts, output: Path | None, time_limit: float = 600.0, memory_limit_mb: int = 12000):
+    """SPIN and the explorer on the same bench models, one after the other (never side by side: the machine is
+    shared), each run a child with its own time limit and memory limit."""
+    from .spin import missing_tools
+    missing = missing_tools()
+    if missing:
+        out.print(f"bench --vs-spin: {', '.join(missing)} not installed (Debian: apt-get install spin gcc)")
+        return []
+    rows = []
+    t0 = time.perf_counter()
+    for model_name in ("vram", "gtt"):
+        prev = None
+        for n in counts:
+            # pan's hash table sized to about the states expected (the last row's times ~30): a table far too small
+            # makes pan slow, one far too large costs it memory it never uses
+            est = (prev or 0) * 30 or 1 << 17
+            bits = min(max(est.bit_length(), 18), 28)
+            spin = _spin_row(model_name, n, time_limit, memory_limit_mb, bits)
+            out.print(f"  {model_name} {n}w SPIN: {spin['verdict']} {spin['states'] or 0:,} states in "
+                      f"{spin['seconds']:.1f}s (+{spin['translate_seconds'] + spin['compile_seconds']:.1f}s "
+                      f"compile), {spin['peak_mb']:.0f} MB {spin['detail']}")
+            ours = {}
+            for sym in (False, True):
+                r = _explore_row(model_name, n, sym, time_limit, memory_limit_mb)
+                ours[sym] = r
+                out.print(f"  {model_name} {n}w pddgpu-verify symmetry {'on' if sym else 'off'}: {r['verdict']} "
+                          f"{r.get('states') or 0:,} states in {r['seconds']:.1f}s, {r['peak_mb']:.0f} MB "
+                          f"{r.get('detail') or ''} {r.get('backend', '')}")
+            rows.append({"model": model_name, "workers": n, "spin": spin, "ours": ours[False], "sym": ours[True]})
+            prev = spin["states"] if spin["verdict"] == "OK" else None
+    total = time.perf_counter() - t0
+    t = Table(title="pddgpu-verify bench --vs-spin")
+    for col in ("model", "workers", "SPIN", "states", "SPIN s", "SPIN MB", "ours", "states", "s", "MB", "ratio",
+                "symmetry", "states", "s", "MB", "ratio"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*_cells(r))
+    out.print(t)
+    if output:
+        write_section(Path(output), SPIN_SECTION, _vs_spin_lines(rows, time_limit, memory_limit_mb, total))
+        out.print(f"written to {output}")
+    return rows
+
+
+def _num(v):
+    return f"{v:,}" if isinstance(v, int) else "-"
+
+
+def _ratio(ours, spin):
+    if ours["verdict"] != "OK" or spin["verdict"] != "OK" or not spin["seconds"]:
+        return "-"
+    return f"{ours['seconds'] / spin['seconds']:.2f}"
+
+
+def _verdict(x):
+    return f"{x['verdict']} ({x['backend']})" if x.get("backend") else x["verdict"]
+
+
+def _cells(r):
+    s, o, y = r["spin"], r["ours"], r["sym"]
+    return [r["model"], str(r["workers"]), s["verdict"], _num(s["states"]), f"{s['seconds']:.2f}", f"{s['peak_mb']:.0f}",
+            _verdict(o), _num(o.get("states")), f"{o['seconds']:.2f}", f"{o['peak_mb']:.0f}", _ratio(o, s),
+            _verdict(y), _num(y.get("states")), f"{y['seconds']:.2f}", f"{y['peak_mb']:.0f}", _ratio(y, s)]
+
+
+def _vs_spin_lines(rows, time_limit, memory_limit_mb, total):
+    import subprocess
+    try:
+        ver = subprocess.run(["spin", "-V"], capture_output=True, text=True).stdout.strip()
+        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        ver = gcc = "?"
+    backends = sorted({r[k].get("backend") for r in rows for k in ("ours", "sym") if r[k].get("backend")})
+    lines = [SPIN_SECTION, "",
+             "Generated by `pddgpu-verify bench --vs-spin --output docs/BENCH.md`: the first table's workload (N "
+             "workers `alloc 1; free`, a recoverer, a concurrent fini, every fix) exported with `export --promela` "
+             f"and checked by {ver} (`spin -o2 -a`; `gcc {' '.join(SPIN_CFLAGS)} -DMEMLIM={memory_limit_mb}`; "
+             "`pan -m1000000 -wW`, W sized from the previous row) and by pddgpu-verify's explorer (back end: "
+             f"{', '.join(backends) or 'default'}) without and with symmetry reduction; every run a child process "
+             f"of its own, one at a time, limited to {time_limit:.0f} s and {memory_limit_mb:,} MB; "
+             f"{platform.machine()}, {mp.cpu_count()} cores (shared), {gcc}; total {total:.0f} s.", "",
+             "Time to verdict (s): pan's run, with `spin -a` and gcc apart (SPIN compile); the explorer's "
+             "`explore()` call as `check` times it, with the native back end's C compile apart (explorer compile, "
+             "without / with symmetry; 0 when the Python back end ran or the compiled search was cached; Python "
+             "start-up and building the model not counted). The back end that ran is named beside each verdict. "
+             "Peak memory (MB): the child's maximum resident set (wait4). Ratio: the explorer's time over SPIN's "
+             "(below 1: faster than SPIN). INCOMPLETE: a limit was hit (the states reached by then are shown, when "
+             "known).", "",
+             "| model | workers | SPIN verdict | SPIN states | SPIN s | SPIN MB | explorer verdict | states | s | MB | "
+             "ratio | with symmetry | states | s | MB | ratio | SPIN compile s | explorer compile s |",
+             "|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for r in rows:
+        c = _cells(r)
+        s = r["spin"]
+        comp = [x.get("compile_seconds") or 0.0 for x in (r["ours"], r["sym"])]
+        lines.append("| " + " | ".join(c) + f" | {s['translate_seconds'] + s['compile_seconds']:.1f} | "
+                     + " / ".join(f"{x:.1f}" for x in comp) + " |")
+        for who, x in (("SPIN", s), ("explorer", r["ours"]), ("explorer with symmetry", r["sym"])):
+            if x.get("detail") and x["verdict"] != "OK":
+                notes.append(f"- {r['model']} {r['workers']} workers, {who}: {x['detail']}")
+    same = [r for r in rows if r["spin"]["verdict"] == r["ours"]["verdict"] == "OK"]
+    if same:
+        eq = all(r["spin"]["states"] == r["ours"]["states"] for r in same)
+        lines += ["", "Where both finished without symmetry, the state counts are " +
+                  ("identical in every row." if eq else "NOT identical: see the rows above.")]
+    if notes:
+        lines += ["", *notes]
+    return lines

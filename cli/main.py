@@ -345,8 +345,12 @@ def show(trace, html_out):
 @click.option("--max-states", type=click.IntRange(min=1), default=20_000_000, show_default=True)
 @click.option("--proofs", is_flag=True, help="Time prove --any-workers on the fixed specs instead.")
 @click.option("--mutate", "mutation", is_flag=True, help="Time mutate (mutation testing) on the fixed specs instead.")
+@click.option("--vs-spin", "vs_spin", is_flag=True,
+              help="Run SPIN (needs spin and gcc) and the explorer on the same models instead (checker/bench.py).")
+@click.option("--time-limit", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="With --vs-spin: seconds each run may take.")
 @input_errors
-def bench(worker_counts, output, max_states, proofs, mutation):
+def bench(worker_counts, output, max_states, proofs, mutation, vs_spin, time_limit):
     """Explore the fixed VRAM and GTT specs at 1..5 workers; time, rate, memory."""
     from ..checker.bench import run_bench, run_mutate_bench, run_proof_bench
     if output:
@@ -363,6 +367,10 @@ def bench(worker_counts, output, max_states, proofs, mutation):
         fail_input(f"--workers: not a comma-separated list of integers: {worker_counts!r}")
     if any(not 1 <= c <= 8 for c in counts):
         fail_input("--workers: counts must be 1 to 8")
+    if vs_spin:
+        from ..checker.bench import run_vs_spin
+        run_vs_spin(out, counts, output, time_limit)
+        return
     run_bench(out, counts, output, max_states)
 
 
@@ -412,6 +420,8 @@ def _register_optional():
 _register_optional()
 from .mutate_command import mutate  # noqa: E402 - mutation testing lives in its own module, like the z3 commands
 main.add_command(mutate)
+from .spin_commands import export  # noqa: E402 - the Promela export (SPIN) lives in its own module too
+main.add_command(export)
 
 if __name__ == "__main__":
     main()
