@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from .words import DEPTH_NOTE, Words, trace_steps
+from .words import Words, depth_line, trace_steps
 
 LANE_COLOURS = ("#e8f1fb", "#fdf0e2", "#e9f6ec", "#f6e9f6", "#fbf7dc", "#e6f4f4", "#f3ece6", "#eeeefb")
 
@@ -107,8 +107,9 @@ def trace_section(model, data, *, anchor: str = "t", heading: str | None = None,
     facts = [f"model {meta.get('model')} ({meta.get('model_kind')})"]
     if isinstance(meta.get("size"), int):
         facts.append(f"allocator {words.size(meta['size'])}"
-                     + (f", window {meta['window']}" if isinstance(meta.get("window"), int) else ""))
-    facts.append(f"{len(steps)} steps (depth {len(steps)}, {DEPTH_NOTE})")
+                     + (f", the model tracks the lowest {words.size(meta['window'])}" if isinstance(meta.get("window"), int)
+                        else ""))
+    facts.append(depth_line(meta, len(steps)))
     if meta.get("defect"):
         facts.append(f"defect: {meta['defect']}")
     if source or meta.get("source"):
@@ -127,7 +128,8 @@ def trace_section(model, data, *, anchor: str = "t", heading: str | None = None,
     first = model.layout.as_dict(validated_states(None, data, model)[0])
     init = ", ".join(f"{d.name}={words.value(d.name, first[d.name])}" for d in model.shared
                      if d.name in ("state", "dev_state", "lock", "mask", "used", "vis"))
-    parts.append(f'<tr class="initial"><td class="n">0</td><td colspan="{len(names) + 2}">initial state: '
+    first_is = "first state (any the invariants allow)" if meta.get("backend") == "z3-cti" else "initial state"
+    parts.append(f'<tr class="initial"><td class="n">0</td><td colspan="{len(names) + 2}">{first_is}: '
                  f"{escape(init)}</td></tr>")
     for i, st in enumerate(steps):
         cls = []

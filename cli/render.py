@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..model.options import OPTIONS
-from .words import DEPTH_NOTE, Words, trace_steps
+from .words import DEPTH_NOTE, Words, depth_line, trace_steps
 
 def esc(x) -> str:
     """``x`` as text printed literally by rich."""
@@ -39,7 +39,10 @@ def _threads_summary(spec) -> str:
 def print_check_table(out, outcomes, proofs=None):
     t = Table(title="pddgpu-verify check", show_lines=False)
     for col in ("spec", "model", "threads", "expected", "verdict", "states", "trans.", "depth", "time", ""):
-        t.add_column(col, justify="right" if col in ("states", "trans.", "depth", "time") else "left", overflow="fold")
+        # numbers keep their line (a folded count misreads); names and verdicts fold, never cut
+        short = col in ("model", "states", "trans.", "depth", "time", "")
+        t.add_column(col, justify="right" if col in ("states", "trans.", "depth", "time") else "left",
+                     overflow="fold", no_wrap=short)
     if proofs:
         t.add_column("z3 (prove/bmc)", overflow="fold")
         t.add_column("z3 expected", overflow="fold")
@@ -123,7 +126,7 @@ def print_replay(out, path, data, res):
                   esc(", ".join(f"{k}: {a}→{b}" for k, a, b in ch)))
     out.print(t)
     if res.steps:
-        out.print(f"{len(res.steps)} steps replayed (depth {len(res.steps)}, {DEPTH_NOTE})")
+        out.print(f"replayed: {depth_line(meta, len(res.steps))}")
     print_legend(out, res.model, names)
 
 
@@ -148,10 +151,11 @@ def print_swimlanes(out, model, data, steps=None):
         mark = "↻ " if loop is not None and i == loop else ""
         t.add_row(f"{mark}{st.index}", *cells, esc(", ".join(f"{k}={v}" for k, v in ch)))
     out.print(t)
-    out.print(f"{len(steps)} steps (depth {len(steps)}, {DEPTH_NOTE})"
+    out.print(depth_line(meta, len(steps))
               + (f"; ↻ marks step {loop + 1}, where the cycle starts" if isinstance(loop, int) else ""))
     if meta.get("property_description"):
-        out.print(f"violated: {esc(meta['property'])}: {esc(meta['property_description'])}")
+        what = "not inductive" if meta.get("verdict") == "NOT INDUCTIVE" else "violated"
+        out.print(f"{what}: {esc(meta['property'])}: {esc(meta['property_description'])}")
     print_legend(out, model, shown)
 
 

@@ -148,6 +148,15 @@ class Words:
 DEPTH_NOTE = "counted in steps from the initial state"
 
 
+def depth_line(meta: dict, steps: int) -> str:
+    """How long a trace is, in the one word for it; a counterexample to induction has no depth, since its first
+    state is any state the invariants allow, not the initial one."""
+    if meta.get("backend") == "z3-cti":
+        return (f"{steps} step{'s' if steps != 1 else ''} from a state the invariants allow, not the initial "
+                "state (a counterexample to induction: no depth)")
+    return f"{steps} steps (depth {steps}, {DEPTH_NOTE})"
+
+
 class TraceStep:
     """One transition of a trace, in words: who moved, from which step, what the document and the code say
     there, and what it changed."""

@@ -172,6 +172,10 @@ def test_words_name_flags_sizes_and_sections():
     assert titles("2.1 / 6", code="atomic64_add(size, &mgr->used);") == ["并发保护机制 2.1 原子操作",
                                                                           "VRAM管理器改进 6 统计信息"]
     assert titles("(fini)") == []
+    from pddgpu_verify.cli.words import depth_line
+    assert depth_line({"backend": "explorer"}, 17) == "17 steps (depth 17, counted in steps from the initial state)"
+    assert "not the initial state" in depth_line({"backend": "z3-cti"}, 1) and "depth 1" not in \
+        depth_line({"backend": "z3-cti"}, 1)
 
 
 def test_show_prints_flags_by_name_and_one_word_for_depth():
