@@ -41,9 +41,9 @@ class _Snap(ctypes.Structure):
 _LIBS: dict = {}
 
 
-def load_lib(defines: list[str]):
-    """The C managers built with ``defines``, loaded once per process."""
-    path = build(defines)
+def load_lib(defines: list[str], src=None):
+    """The C managers built with ``defines`` (from ``csrc/`` or the tree ``src``), loaded once per process."""
+    path = build(defines, src)
     lib = _LIBS.get(path)
     if lib is None:
         lib = ctypes.CDLL(str(path))
@@ -91,13 +91,13 @@ class CHarness:
     _live = None
 
     def __init__(self, kind: str, size: int, options: dict, workload, window: int | None = None,
-                 retry_count: int | None = None):
+                 retry_count: int | None = None, src=None):
         if CHarness._live is not None:
             CHarness._live.close()
         self.kind, self.size = kind, size
         self.options = resolve(dict(options))
         self.defines = defines_for(self.options, retry_count)
-        self.lib = load_lib(self.defines)
+        self.lib = load_lib(self.defines, src)
         self.workload = workload
         self.geo = geometry_for("buddy" if kind == "vram" else "range", size, window, *workload_allocs(workload))
         nops, ops = [], []

@@ -201,12 +201,12 @@ static void stats_reader(void *arg)
 		struct pddgpu_vram_stats st;
 		pddgpu_vram_mgr_get_stats(&H.pdev->mman.vram_mgr, &st);
 		total = st.total_size; used = st.used_size; vis = st.visible_used; state = st.state;
-		result("get_stats", "used_size=%lld visible_used=%lld state=%#x", (long long)used, (long long)vis, state);
+		result("get_stats", "used_size=%lld visible_used=%lld state=0x%x", (long long)used, (long long)vis, state);
 	} else {
 		struct pddgpu_gtt_stats st;
 		pddgpu_gtt_mgr_get_stats(&H.pdev->mman.gtt_mgr, &st);
 		total = st.total_size; used = st.used_size; state = st.state;
-		result("get_stats", "used_size=%lld state=%#x", (long long)used, state);
+		result("get_stats", "used_size=%lld state=0x%x", (long long)used, state);
 	}
 	after_call("get_stats", 0, 0, 0);
 	if ((s64)used < 0 || used > total || (H.kind == K_VRAM && vis > used))
