@@ -127,6 +127,14 @@ def test_show_html_writes_the_page_and_refuses_a_bad_path_before_reading(tmp_pat
     assert r.stderr.startswith(f"pddgpu-verify: error: {tmp_path / 'missing.itf.json'}: ")
 
 
+def test_findings_html_path_is_checked_before_the_hour_long_run(tmp_path):
+    r = run("findings", "--output", tmp_path / "F.md", "--traces-dir", tmp_path / "tr",
+            "--html", tmp_path / "no" / "F.html")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("pddgpu-verify: error: --html: "), r.stderr
+    assert r.stdout == "" and not (tmp_path / "F.md").exists()
+
+
 def test_findings_html_on_a_subset(tmp_path):
     """The findings page is built from the same run as the markdown (a subset: the whole run takes an hour)."""
     specs = [ROOT / "specs/01_vram_free_during_shutdown.toml", ROOT / "specs/13_gtt_retry_sleep_under_spinlock.toml"]
