@@ -211,10 +211,10 @@ def _explore_row(model_name, n, symmetry, time_limit, memory_limit_mb):
     import sys
     from .spin import _run
     arg = json.dumps([model_name, n, symmetry, memory_limit_mb])
-    rc, out, wall, peak, timed_out = _run(
+    rc, out, wall, peak, timed_out, cpu = _run(
         [sys.executable, "-c", "from pddgpu_verify.checker.bench import _explore_child; _explore_child()", arg],
         None, time_limit)
-    row = {"peak_mb": round(peak, 1), "wall": round(wall, 2), "symmetry": symmetry}
+    row = {"peak_mb": round(peak, 1), "wall": round(wall, 2), "cpu_seconds": round(cpu, 2), "symmetry": symmetry}
     line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
     if line and not timed_out:
         row.update(json.loads(line[7:]))
@@ -238,7 +238,8 @@ def _spin_row(model_name, n, time_limit, memory_limit_mb, hash_bits):
                 time_limit=time_limit, depth=1_000_000)
     return {"verdict": r.label, "states": r.states, "transitions": r.transitions, "depth": r.depth,
             "vector_bytes": r.vector_bytes, "translate_seconds": r.spin_seconds, "compile_seconds": r.compile_seconds,
-            "seconds": r.seconds, "peak_mb": r.peak_mb, "detail": r.detail, "hash_bits": hash_bits}
+            "seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "peak_mb": r.peak_mb, "detail": r.detail,
+            "hash_bits": hash_bits}
 
 
 def run_vs_spin(out, counts, output: Path | None, time_limit: float = 600.0, memory_limit_mb: int = 12000):
@@ -249,8 +250,10 @@ def run_vs_spin(out, counts, output: Path | None, time_limit: float = 600.0, mem
     if missing:
         out.print(f"bench --vs-spin: {', '.join(missing)} not installed (Debian: apt-get install spin gcc)")
         return []
+    import os
     rows = []
     t0 = time.perf_counter()
+    load = [os.getloadavg()[0]]
     for model_name in ("vram", "gtt"):
         prev = None
         for n in counts:
@@ -272,6 +275,7 @@ def run_vs_spin(out, counts, output: Path | None, time_limit: float = 600.0, mem
             rows.append({"model": model_name, "workers": n, "spin": spin, "ours": ours[False], "sym": ours[True]})
             prev = spin["states"] if spin["verdict"] == "OK" else None
     total = time.perf_counter() - t0
+    load.append(os.getloadavg()[0])
     t = Table(title="pddgpu-verify bench --vs-spin")
     for col in ("model", "workers", "SPIN", "states", "SPIN s", "SPIN MB", "ours", "states", "s", "MB", "ratio",
                 "symmetry", "states", "s", "MB", "ratio"):
@@ -280,7 +284,7 @@ def run_vs_spin(out, counts, output: Path | None, time_limit: float = 600.0, mem
         t.add_row(*_cells(r))
     out.print(t)
     if output:
-        write_section(Path(output), SPIN_SECTION, _vs_spin_lines(rows, time_limit, memory_limit_mb, total))
+        write_section(Path(output), SPIN_SECTION, _vs_spin_lines(rows, time_limit, memory_limit_mb, total, load))
         out.print(f"written to {output}")
     return rows
 
@@ -306,7 +310,7 @@ def _cells(r):
             _verdict(y), _num(y.get("states")), f"{y['seconds']:.2f}", f"{y['peak_mb']:.0f}", _ratio(y, s)]
 
 
-def _vs_spin_lines(rows, time_limit, memory_limit_mb, total):
+def _vs_spin_lines(rows, time_limit, memory_limit_mb, total, load=()):
     import subprocess
     try:
         ver = subprocess.run(["spin", "-V"], capture_output=True, text=True).stdout.strip()
@@ -321,24 +325,28 @@ def _vs_spin_lines(rows, time_limit, memory_limit_mb, total):
              "`pan -m1000000 -wW`, W sized from the previous row) and by pddgpu-verify's explorer (back end: "
              f"{', '.join(backends) or 'default'}) without and with symmetry reduction; every run a child process "
              f"of its own, one at a time, limited to {time_limit:.0f} s and {memory_limit_mb:,} MB; "
-             f"{platform.machine()}, {mp.cpu_count()} cores (shared), {gcc}; total {total:.0f} s.", "",
+             f"{platform.machine()}, {mp.cpu_count()} cores (shared: load average "
+             f"{' at the start, '.join(f'{x:.1f}' for x in load)} at the end), {gcc}; total {total:.0f} s.", "",
              "Time to verdict (s): pan's run, with `spin -a` and gcc apart (SPIN compile); the explorer's "
              "`explore()` call as `check` times it, with the native back end's C compile apart (explorer compile, "
              "without / with symmetry; 0 when the Python back end ran or the compiled search was cached; Python "
              "start-up and building the model not counted). The back end that ran is named beside each verdict. "
              "Peak memory (MB): the child's maximum resident set (wait4). Ratio: the explorer's time over SPIN's "
-             "(below 1: faster than SPIN). INCOMPLETE: a limit was hit (the states reached by then are shown, when "
-             "known).", "",
+             "(below 1: faster than SPIN). CPU s: pan's CPU time, and the explorer's whole process (start-up, "
+             "model, compile and search; without / with symmetry): on a loaded machine the wall times stretch, "
+             "these less. INCOMPLETE: a limit was hit (the states reached by then are shown, when known).", "",
              "| model | workers | SPIN verdict | SPIN states | SPIN s | SPIN MB | explorer verdict | states | s | MB | "
-             "ratio | with symmetry | states | s | MB | ratio | SPIN compile s | explorer compile s |",
-             "|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "ratio | with symmetry | states | s | MB | ratio | SPIN compile s | explorer compile s | SPIN CPU s | "
+             "explorer CPU s |",
+             "|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     notes = []
     for r in rows:
         c = _cells(r)
         s = r["spin"]
         comp = [x.get("compile_seconds") or 0.0 for x in (r["ours"], r["sym"])]
         lines.append("| " + " | ".join(c) + f" | {s['translate_seconds'] + s['compile_seconds']:.1f} | "
-                     + " / ".join(f"{x:.1f}" for x in comp) + " |")
+                     + " / ".join(f"{x:.1f}" for x in comp) + f" | {s.get('cpu_seconds', 0):.2f} | "
+                     + " / ".join(f"{x.get('cpu_seconds', 0):.1f}" for x in (r["ours"], r["sym"])) + " |")
         for who, x in (("SPIN", s), ("explorer", r["ours"]), ("explorer with symmetry", r["sym"])):
             if x.get("detail") and x["verdict"] != "OK":
                 notes.append(f"- {r['model']} {r['workers']} workers, {who}: {x['detail']}")

@@ -40,6 +40,7 @@ class SpinResult:
     spin_seconds: float = 0.0        # spin -a: Promela to pan.c
     compile_seconds: float = 0.0     # gcc: pan.c to pan
     seconds: float = 0.0             # pan: time to verdict
+    cpu_seconds: float = 0.0         # pan's CPU time (on a shared machine, what the wall time hides)
     peak_mb: float = 0.0             # pan's peak resident memory
     compile_peak_mb: float = 0.0
     detail: str = ""
@@ -51,8 +52,8 @@ SpinResult.label = property(lambda r: f"{r.verdict}({r.property})" if r.property
                             else r.verdict)
 
 
-def _run(argv, cwd, time_limit=None) -> tuple[int, str, float, float, bool]:
-    """(exit status, stdout+stderr, wall seconds, peak MB, timed out) of one child."""
+def _run(argv, cwd, time_limit=None) -> tuple[int, str, float, float, bool, float]:
+    """(exit status, stdout+stderr, wall seconds, peak MB, timed out, CPU seconds) of one child."""
     with tempfile.TemporaryFile(mode="w+") as log:
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -79,7 +80,7 @@ def _run(argv, cwd, time_limit=None) -> tuple[int, str, float, float, bool]:
         p.returncode = os.waitstatus_to_exitcode(status)    # reaped here, not by Popen
         wall = time.perf_counter() - t0
         log.seek(0)
-        return p.returncode, log.read(), wall, ru.ru_maxrss / 1024.0, timed_out
+        return p.returncode, log.read(), wall, ru.ru_maxrss / 1024.0, timed_out, ru.ru_utime + ru.ru_stime
 
 
 def _int(pattern, text):
@@ -98,7 +99,7 @@ def run_pml(text: str, model=None, *, workdir: str | Path | None = None, cflags=
     wd.mkdir(parents=True, exist_ok=True)
     try:
         (wd / "model.pml").write_text(text)
-        rc, out, t_spin, _, _ = _run(["spin", *spin_flags, "-a", "model.pml"], wd)
+        rc, out, t_spin, *_ = _run(["spin", *spin_flags, "-a", "model.pml"], wd)
         if rc != 0:
             return SpinResult("ERROR", detail=f"spin -a failed: {' '.join(out.split())[:300]}", output=out,
                               spin_seconds=t_spin)
@@ -108,14 +109,14 @@ def run_pml(text: str, model=None, *, workdir: str | Path | None = None, cflags=
         need = 4 * len(re.findall(r"^(?:byte|short|int) ", text, re.M)) + 16 * text.count("active proctype") + 64
         if need > 1024 and not any(f.startswith("-DVECTORSZ") for f in flags):
             flags.append(f"-DVECTORSZ={need}")
-        rc, cout, t_cc, cc_mb, _ = _run(["gcc", *flags, "-o", "pan", "pan.c"], wd)
+        rc, cout, t_cc, cc_mb, *_ = _run(["gcc", *flags, "-o", "pan", "pan.c"], wd)
         if rc != 0:
             return SpinResult("ERROR", detail=f"gcc failed: {' '.join(cout.split())[:300]}", output=cout,
                               spin_seconds=t_spin, compile_seconds=t_cc)
         argv = ["./pan", f"-m{depth}"] + ([f"-w{hash_bits}"] if hash_bits else [])
-        rc, out, wall, peak, timed_out = _run(argv, wd, time_limit)
+        rc, out, wall, peak, timed_out, cpu = _run(argv, wd, time_limit)
         res = SpinResult("OK", spin_seconds=round(t_spin, 3), compile_seconds=round(t_cc, 3), seconds=round(wall, 3),
-                         peak_mb=round(peak, 1), compile_peak_mb=round(cc_mb, 1), output=out)
+                         cpu_seconds=round(cpu, 3), peak_mb=round(peak, 1), compile_peak_mb=round(cc_mb, 1), output=out)
         res.states = _int(r"(\d+) states, stored", out)
         res.transitions = _int(r"(\d+) transitions", out)
         res.depth = _int(r"depth reached (\d+)", out)
