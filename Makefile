@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)
 
 check: $(STAMP)
+	@$(BIN)/python -c "from pddgpu_verify.conformance.c_build import compiler as c; print('C back end (csrc/):', f'available ({c()})' if c() else 'unavailable: no C compiler, the C replay and its tests are skipped')"
 	$(BIN)/pddgpu-verify check --prove
 	@# the mutation score of the fixed specs: a survivor (a missing property) fails the check
 	$(BIN)/pddgpu-verify mutate --summary --cache .cache/mutate specs/40_vram_fixed.toml specs/41_gtt_fixed.toml specs/47_vram_fixed_stats.toml specs/48_gtt_fixed_stats.toml

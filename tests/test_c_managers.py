@@ -114,6 +114,16 @@ def test_cli_replays_on_c():
         "pddgpu-verify: error: --lang: only with --impl (the model replay runs no code)")
 
 
+def test_cli_without_a_c_compiler_says_so_in_one_line():
+    import os
+    env = {**os.environ, "PATH": "/nonexistent", "CC": "no-such-cc"}
+    p = subprocess.run([sys.executable, "-m", "pddgpu_verify.cli.main", "replay",
+                        "traces/vram_free_during_shutdown.itf.json", "--impl", "--lang", "c"],
+                       cwd=ROOT, capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "pddgpu-verify: error: --lang: no C compiler (gcc or cc) on PATH: the C back end is unavailable"), p.stderr
+
+
 # -- the shim's detectors, one scenario each ----------------------------------------------------------
 
 def run_selftest(n: int, schedule=()):
