@@ -48,9 +48,9 @@ table.lanes td.changes div { padding-left: 1em; text-indent: -1em; }
 table.lanes td.doc { min-width: 9em; width: 19em; font-size: 12px; color: #333; }
 table.lanes .var { font-family: "DejaVu Sans Mono", monospace; color: #0d47a1; }
 table.lanes .ghost { color: #777; }
+table.lanes tr.cycle td.n { background: #fff3cd; }
 table.lanes tr.violation td { border-top: 2px solid #c62828; border-bottom: 2px solid #c62828; }
 table.lanes tr.violation td.n { background: #c62828; color: #fff; font-weight: bold; }
-table.lanes tr.cycle td.n { background: #fff3cd; }
 table.lanes tr.initial td { background: #f7f7f7; font-size: 12px; }
 dl.legend { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; max-width: 72em;
             font-size: 13px; }
@@ -156,9 +156,10 @@ def trace_section(model, data, *, anchor: str = "t", heading: str | None = None,
         where = {"VIOLATION": f"{prop} fails in the state after step {len(steps)}",
                  "NOT INDUCTIVE": f"{prop or meta.get('lemma')} holds before and fails after step {len(steps)}",
                  "DEADLOCK": f"after step {len(steps)} no thread can move",
-                 "LIVENESS": f"the steps from {(loop or 0) + 1} on repeat forever"}.get(verdict, "")
+                 "LIVENESS": f"after it the state is again the one after step {loop or 0}, so the shaded steps "
+                             f"{(loop or 0) + 1} (↻) to {len(steps)} repeat forever"}.get(verdict, "")
         if where:
-            parts.append(f'<p class="small">The marked row: {escape(where)}.</p>')
+            parts.append(f'<p class="small">The marked row, step {len(steps)}: {escape(where)}.</p>')
     legend = words.legend([n for st in steps for n, _, _ in st.changes])
     if legend:
         parts.append("<h4>Legend: model-only variables</h4><dl class=\"legend\">"

@@ -97,6 +97,18 @@ def test_every_shipped_trace_renders_every_step(path):
             assert after in _row_text(html, "t", st.index)
 
 
+def test_a_lasso_shades_its_cycle(tmp_path):
+    from pddgpu_verify.checker.run import run_spec
+    from pddgpu_verify.checker.spec import load_spec
+    o = run_spec(load_spec(ROOT / "specs/19_vram_state_retry_livelock.toml"), traces_dir=tmp_path)
+    assert o.result.verdict == "LIVENESS"
+    data, _, html = _page_of(o.trace_path)
+    loop, n = data["#meta"]["loop"], len(data["#meta"]["transitions"])
+    cycle = {int(i) for i in re.findall(r'<tr id="t-step-(\d+)" class="[^"]*cycle', html)}
+    assert cycle == set(range(loop + 1, n + 1)) and f"to {n} repeat forever" in html
+    assert f'<td class="n">↻ {loop + 1}</td>' in html
+
+
 def test_trace_text_is_escaped(tmp_path):
     data = json.loads((ROOT / "traces/vram_recover_overlap.itf.json").read_text())
     data["#meta"]["spec"] = "<script>alert(1)</script>"
