@@ -359,3 +359,66 @@ def test_c_mutant_is_caught(name):
 def test_unmutated_tree_agrees():
     from pddgpu_verify.conformance.c_build import mutated_tree
     assert lockstep(0, range(3), src=mutated_tree([])) is None
+
+
+# -- the drift check between the C source and the model -------------------------------------------------------
+
+def _spec_options():
+    out = []
+    for p in sorted(ROOT.joinpath("specs").glob("*.toml")):
+        d = tomllib.loads(p.read_text())
+        if d.get("spec", {}).get("model") in ("vram", "gtt"):
+            out.append((p.name, d["spec"]["model"], {**d.get("readings", {}), **d.get("fixes", {})}))
+    return out
+
+
+SPEC_OPTIONS = _spec_options()
+
+
+@pytest.mark.parametrize("name,kind,options", SPEC_OPTIONS, ids=[n for n, _, _ in SPEC_OPTIONS])
+def test_no_drift_between_c_and_model_for_each_spec(name, kind, options):
+    from pddgpu_verify.conformance.drift import check
+    drifts = check(kind, options)
+    assert not drifts, "\n".join(map(str, drifts))
+
+
+@pytest.mark.parametrize("kind", ["vram", "gtt"])
+def test_no_drift_for_each_option_alone_and_all_fixes(kind):
+    from pddgpu_verify.conformance.drift import check
+    configs = [{}, dict(ALL_FIXES)] + [{n: next(c for c in o.choices if c != o.default)}
+                                       for n, o in OPTIONS.items() if len(o.choices) > 1]
+    for options in configs:
+        drifts = check(kind, options)
+        assert not drifts, f"{options}:\n" + "\n".join(map(str, drifts))
+
+
+DRIFTS = {
+    # recover takes the lock before clearing ERROR: the order of fix_error_under_lock, not the document's
+    "reordered": ([(V, "pddgpu_vram_mgr_recover",
+                    'STEP("clear_error");\n\tpddgpu_vram_mgr_clear_error(mgr);\n\n\t/* 重新初始化DRM Buddy分配器 */\n'
+                    '\tSTEP("lock");\n\tmutex_lock(&mgr->lock);',
+                    'STEP("lock");\n\tmutex_lock(&mgr->lock);\n\tSTEP("clear_error");\n'
+                    '\tpddgpu_vram_mgr_clear_error(mgr);')],
+                  "order: the model has dev_check clear_error lock"),
+    # alloc subtracts where it should add
+    "renamed": ([(V, "pddgpu_vram_mgr_alloc", "atomic64_add(used, &mgr->used);", "atomic64_sub(used, &mgr->used);")],
+                "at ok_stats the model calls atomic64_add, the C atomic64_sub"),
+    # recover forgets to reset vis_usage
+    "dropped": ([(V, "pddgpu_vram_mgr_recover", 'STEP("reset_vis");\n\tatomic64_set(&mgr->vis_usage, 0);', "")],
+                "in the model only: reset_vis"),
+    # free reads the state once more before the lock
+    "added": ([(V, "pddgpu_vram_mgr_free", 'STEP("lock");\n\tmutex_lock(&mgr->lock);',
+                'STEP("peek");\n\t(void)atomic_read(&mgr->state);\n\tSTEP("lock");\n\tmutex_lock(&mgr->lock);')],
+              "in the C only: peek"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DRIFTS))
+def test_drift_check_fails_on_a_changed_call_and_prints_both_sides(name):
+    from pddgpu_verify.conformance.c_build import mutated_tree
+    from pddgpu_verify.conformance.drift import check
+    patches, expect = DRIFTS[name]
+    drifts = check("vram", {}, src=mutated_tree(patches))
+    text = "\n".join(map(str, drifts))
+    assert expect in text, text
+    assert "\n  model: " in text and "\n  C:     " in text

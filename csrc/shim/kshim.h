@@ -116,6 +116,7 @@ void shim_lock_init(struct shim_lock *l, const char *name, int spin);
 void shim_lock_acquire(struct shim_lock *l);
 void shim_lock_release(struct shim_lock *l);
 bool shim_lock_held_by_me(const struct shim_lock *l);
+#ifndef PDDGPU_DRIFT_VIEW   /* conformance/drift.py reads the preprocessed code with the kernel's names kept */
 #define mutex_init(m) shim_lock_init(&(m)->l, #m, 0)
 #define mutex_lock(m) shim_lock_acquire(&(m)->l)
 #define mutex_unlock(m) shim_lock_release(&(m)->l)
@@ -124,10 +125,13 @@ bool shim_lock_held_by_me(const struct shim_lock *l);
 #define spin_lock(s) shim_lock_acquire(&(s)->l)
 #define spin_unlock(s) shim_lock_release(&(s)->l)
 #define lockdep_assert_held(x) ((void)(x))
+#endif
 
 /* KCSAN: a plain read of a field its lock protects, done without the lock */
 void shim_kcsan_plain_read(const struct shim_lock *l, const char *what);
+#ifndef PDDGPU_DRIFT_VIEW
 #define data_race_read(lock, field) (shim_kcsan_plain_read(&(lock)->l, #field), (field))
+#endif
 
 /* ---- sleeping ------------------------------------------------------------------ */
 void msleep(unsigned int ms);
@@ -136,6 +140,7 @@ static inline void init_waitqueue_head(wait_queue_head_t *q) { q->seq = 0; }
 void wake_up(wait_queue_head_t *q);
 void shim_wait_sleep(wait_queue_head_t *q);
 /* the condition is evaluated inside the wait's own step (no points in it) */
+#ifndef PDDGPU_DRIFT_VIEW
 #define wait_event(wq, cond) do { \
 	shim_point(); \
 	for (;;) { \
@@ -148,6 +153,7 @@ void shim_wait_sleep(wait_queue_head_t *q);
 		shim_wait_sleep(&(wq)); \
 	} \
 } while (0)
+#endif
 
 /* ---- memory (kmemleak bookkeeping) ------------------------------------------- */
 void *kzalloc(size_t size, gfp_t gfp);
