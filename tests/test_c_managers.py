@@ -240,72 +240,102 @@ def _lockstep_configs():
     ]
 
 
-def lockstep(config: int, seeds=range(25), src=None) -> str | None:
-    """The same random schedules on the Python code and on the C code (built from ``src``, default csrc/):
-    None when at every step each thread is at the same label and the two states map to the same model state,
-    up to the first defect either one reports (past it the kernel's behaviour is undefined), where both
-    report the same properties; else the first disagreement."""
-    import random
-
+def lockstep_run(config: int, choose, src=None, label="") -> str | None:
+    """One schedule on the Python code and on the C code (built from ``src``, default csrc/): ``choose(names,
+    step)`` picks the next thread among those enabled on both sides.  None when at every step each thread is
+    at the same label and the two states map to the same model state, up to the first defect either one
+    reports (past it the kernel's behaviour is undefined), where both report the same properties, and every
+    call returned the same; else the first disagreement."""
     from pddgpu_verify.conformance.c_harness import CHarness
     from pddgpu_verify.conformance.impl_replay import Harness
     from pddgpu_verify.pddgpu.sched import Scheduler
 
     kind, opts, wl, size = _lockstep_configs()[config]
-    for seed in range(25) if seeds is None else seeds:
+    py, s = Harness(kind, size, opts, wl), Scheduler()
+    py.spawn_all(s)
+    c = CHarness(kind, size, opts, wl, src=src)
+    hist = []
+    where = f"config {config} {label}"
+    try:
+        for _ in range(400):
+            # a thread enabled on one side only is at a wait the C takes as two steps (drain, evict_wait: C
+            # parks first and then finds the condition false), or past the model's last step (fini's leak
+            # check): left alone
+            both = sorted({t.name for t in s.enabled()} & {t.name for t in c.enabled()})
+            if not both:
+                break
+            name = choose(both, len(hist))
+            hist.append(f"{name} {s.by_name(name).label}")
+            if s.by_name(name).label != c.by_name(name).label:
+                return f"{where}: {hist}: the C code is at {c.by_name(name).label}"
+            s.step(s.by_name(name))
+            c.step(c.by_name(name))
+            pa, ca = py.abstract(), c.abstract()
+            if pa != ca:
+                return f"{where}: {hist}: { {k: (pa[k], ca.get(k)) for k in pa if pa[k] != ca.get(k)} } (Python, C)"
+            py.monitor.collect_bugs()
+            if py.monitor.observations or c.observations:
+                break
+        pp, cp = {o.property for o in py.monitor.observations}, {o.property for o in c.observations}
+        if pp != cp:
+            return f"{where}: {hist}: Python observed {sorted(pp)}, C {sorted(cp)}"
+        cr = c.results()
+        for th, calls in py.results.items():
+            if th != "fini" and calls != cr.get(th):        # fini's own count is reported apart
+                return f"{where}: {hist}: {th} returned {calls} in Python, {cr.get(th)} in C"
+    finally:
+        s.close()
+        c.close()
+    return None
+
+
+def lockstep(config: int, seeds=range(25), src=None) -> str | None:
+    """``lockstep_run`` on seeded schedules: even seeds a uniform choice at every step; odd ones PCT-like,
+    the highest of random thread priorities runs, and at two random steps the running thread drops to the
+    lowest priority.  The first disagreement, or None."""
+    import random
+
+    for seed in seeds:
         rng = random.Random(seed)
-        # even seeds: a uniform choice at every step; odd ones: PCT-like, the highest of random thread
-        # priorities runs, and at two random steps the running thread drops to the lowest priority
         prio: dict = {}
         changes = {rng.randrange(60), rng.randrange(60)}
-        py, s = Harness(kind, size, opts, wl), Scheduler()
-        py.spawn_all(s)
-        c = CHarness(kind, size, opts, wl, src=src)
-        hist = []
-        try:
-            for _ in range(400):
-                # a thread enabled on one side only is at a wait the C takes as two steps (drain, evict_wait:
-                # C parks first and then finds the condition false), or past the model's last step (fini's
-                # leak check): left alone
-                both = sorted({t.name for t in s.enabled()} & {t.name for t in c.enabled()})
-                if not both:
-                    break
-                if seed % 2 == 0:
-                    name = rng.choice(both)
-                else:
-                    for n in both:
-                        prio.setdefault(n, rng.random() + 1)
-                    name = max(both, key=prio.__getitem__)
-                    if len(hist) in changes:
-                        prio[name] = rng.random() / 10
-                hist.append(f"{name} {s.by_name(name).label}")
-                if s.by_name(name).label != c.by_name(name).label:
-                    return f"config {config} seed {seed}: {hist}: the C code is at {c.by_name(name).label}"
-                s.step(s.by_name(name))
-                c.step(c.by_name(name))
-                pa, ca = py.abstract(), c.abstract()
-                if pa != ca:
-                    return (f"config {config} seed {seed}: {hist}: "
-                            f"{ {k: (pa[k], ca.get(k)) for k in pa if pa[k] != ca.get(k)} } (Python, C)")
-                py.monitor.collect_bugs()
-                if py.monitor.observations or c.observations:
-                    break
-            pp, cp = {o.property for o in py.monitor.observations}, {o.property for o in c.observations}
-            if pp != cp:
-                return f"config {config} seed {seed}: {hist}: Python observed {sorted(pp)}, C {sorted(cp)}"
-            cr = c.results()
-            for th, calls in py.results.items():
-                if th != "fini" and calls != cr.get(th):        # fini's own count is reported apart
-                    return f"config {config} seed {seed}: {hist}: {th} returned {calls} in Python, {cr.get(th)} in C"
-        finally:
-            s.close()
-            c.close()
+
+        def choose(both, n, seed=seed, rng=rng, prio=prio, changes=changes):
+            if seed % 2 == 0:
+                return rng.choice(both)
+            for t in both:
+                prio.setdefault(t, rng.random() + 1)
+            name = max(both, key=prio.__getitem__)
+            if n in changes:
+                prio[name] = rng.random() / 10
+            return name
+
+        bad = lockstep_run(config, choose, src, f"seed {seed}")
+        if bad:
+            return bad
     return None
 
 
 @pytest.mark.parametrize("config", range(10))
 def test_c_and_python_agree_step_by_step_on_random_schedules(config):
     assert lockstep(config) is None
+
+
+def test_c_and_python_agree_on_hypothesis_schedules():
+    """Schedules drawn (and, on a disagreement, shrunk) by hypothesis: each step picks one of the threads
+    enabled on both sides by a drawn index, over every configuration."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(config=st.integers(0, len(_lockstep_configs()) - 1), picks=st.lists(st.integers(0, 7), max_size=120))
+    def run(config, picks):
+        bad = lockstep_run(config, lambda both, n: both[picks[n] % len(both)] if n < len(picks) else both[0],
+                           label=f"picks {picks}")
+        assert bad is None, bad
+
+    run()
 
 
 # -- mutants of the C code (patches of one function, scheduling points kept), each caught ---------------------
