@@ -49,7 +49,8 @@ class _Res(ctypes.Structure):
         "status", "prop", "tid", "index", "states", "transitions", "diameter", "depth")] + [
         ("exercised", ctypes.c_uint64), ("frontier_left", ctypes.c_int64), ("bytes", ctypes.c_int64),
         ("table_bytes", ctypes.c_int64), ("frontier_peak_bytes", ctypes.c_int64),
-        ("overflow_slot", ctypes.c_int64), ("overflow_value", ctypes.c_int64), ("seconds", ctypes.c_double)]
+        ("overflow_slot", ctypes.c_int64), ("overflow_value", ctypes.c_int64), ("seconds", ctypes.c_double),
+        ("cpu_seconds", ctypes.c_double)]
 
 
 def cache_dir() -> Path:
@@ -115,6 +116,8 @@ def load(so: Path):
         lib.pdd_roundtrip.restype = None
         lib.pdd_roundtrip.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]
         lib.pdd_key_words.restype = ctypes.c_int
+        lib.pdd_observed.restype = None
+        lib.pdd_observed.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]
         _LOADED[so] = lib
     return lib
 
@@ -127,20 +130,70 @@ def _learned_path(model: Model) -> Path:
     return cache_dir() / f"ranges_{_model_digest(model)}.json"
 
 
-def initial_ranges(model: Model) -> list:
-    """Each slot's packed range: the value-set analysis, widened by what earlier runs of this model saw."""
-    ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
+def _pinned(model: Model, k: int) -> bool:
+    """Slots whose range is never learned from a run: a pc is stored unchecked (its range is exact anyway), and
+    an owner word seen under symmetry names only the representatives' owners."""
+    return model.layout.decls[k].kind in ("pc", "owner")
+
+
+def _read_learned(model: Model) -> dict:
     try:
         learned = json.loads(_learned_path(model).read_text())
     except (OSError, ValueError):
-        learned = {}
+        return {}
+    return learned if isinstance(learned, dict) else {}
+
+
+def _write_learned(model: Model, learned: dict) -> None:
+    try:
+        p = _learned_path(model)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(learned))
+        os.replace(tmp, p)
+    except OSError:
+        pass          # the cache only saves reruns and bits
+
+
+def initial_ranges(model: Model) -> list:
+    """Each slot's packed range: what an exhaustive run of this model stored there (checked stores widen it if
+    another run stores more), else the value-set analysis widened by what earlier runs overflowed."""
+    ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
+    learned = _read_learned(model)
     names = model.layout.var_names()
+    seen, wide = learned.get("seen") or {}, learned.get("wide") or {}
     for k, name in enumerate(names):
-        if isinstance(learned.get(name), list) and len(learned[name]) == 2:
-            lo, hi = learned[name]
-            if isinstance(lo, int) and isinstance(hi, int):
-                ranges[k] = (min(ranges[k][0], lo), max(ranges[k][1], hi))
+        for table, tight in ((seen, True), (wide, False)):
+            r = table.get(name) if isinstance(table, dict) else None
+            if isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) and r[0] <= r[1]:
+                if tight and not _pinned(model, k):
+                    ranges[k] = (r[0], r[1])
+                elif not tight:
+                    ranges[k] = (min(ranges[k][0], r[0]), max(ranges[k][1], r[1]))
     return ranges
+
+
+def _learn_seen(model: Model, lib, ctx, init) -> None:
+    """After an exhaustive run: the hull of what each slot held, for the next run's packing."""
+    n = len(init)
+    lo, hi = (ctypes.c_int64 * n)(), (ctypes.c_int64 * n)()
+    lib.pdd_observed(ctx, lo, hi)
+    learned = _read_learned(model)
+    names = model.layout.var_names()
+    # merged with what other runs saw: a run under symmetry sees only the representatives' values
+    old = learned.get("seen") if isinstance(learned.get("seen"), dict) else {}
+    seen = {}
+    for k in range(n):
+        if _pinned(model, k):
+            continue
+        a, b = min(lo[k], init[k]), max(hi[k], init[k])
+        o = old.get(names[k])
+        if isinstance(o, list) and len(o) == 2 and all(isinstance(x, int) for x in o):
+            a, b = min(a, o[0]), max(b, o[1])
+        seen[names[k]] = [a, b]
+    if learned.get("seen") != seen:
+        learned["seen"] = seen
+        _write_learned(model, learned)
 
 
 def _widen(model: Model, ranges: list, slot: int, value: int) -> list:
@@ -155,15 +208,14 @@ def _widen(model: Model, ranges: list, slot: int, value: int) -> list:
         lo = max(dlo, hi - (1 << w) + 1)
     out = list(ranges)
     out[slot] = (lo, hi)
-    try:
-        p = _learned_path(model)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        names = model.layout.var_names()
-        tmp = p.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({names[k]: list(r) for k, r in enumerate(out)}))
-        os.replace(tmp, p)
-    except OSError:
-        pass          # the cache only saves reruns
+    learned = _read_learned(model)
+    name = model.layout.var_names()[slot]
+    for table in ("wide", "seen"):
+        t = learned.get(table) if isinstance(learned.get(table), dict) else {}
+        if table == "wide" or name in t:
+            t[name] = [lo, hi]
+            learned[table] = t
+    _write_learned(model, learned)
     return out
 
 
@@ -258,6 +310,8 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         ranges = _widen(m, ranges, res.overflow_slot, res.overflow_value)
     if progress and mode == 1 and res.seconds >= 1.0:
         print(file=sys.stderr)
+    if res.status == ST_OK and max_depth is None and max_states is None:
+        _learn_seen(m, lib, ctx, init)
     try:
         return _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact, memory_budget, limit_mb)
     finally:
@@ -286,7 +340,9 @@ def _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact,
         r.stats = {"states": n, "transitions": res.transitions, "diameter": res.diameter,
                    "seconds": round(el, 3), "states_per_s": round(n / max(res.seconds, 1e-9)),
                    "peak_mb": round(peak_rss_mb(), 1), "symmetry": comp.symmetry, "strategy": "bfs",
-                   "backend": "native", "search_seconds": round(res.seconds, 3), "build_seconds": round(build_s, 3),
+                   "backend": "native", "search_seconds": round(res.seconds, 3),
+                   "search_cpu_seconds": round(res.cpu_seconds, 3),
+                   "states_per_cpu_s": round(n / max(res.cpu_seconds, 1e-9)), "build_seconds": round(build_s, 3),
                    "bytes_per_state": round(res.bytes / max(n, 1), 1), "key_bytes": cm.key_bytes,
                    "state_bytes": cm.state_bytes, "table_bytes": res.table_bytes,
                    "frontier_peak_bytes": res.frontier_peak_bytes, "range_widenings": widenings}

@@ -445,11 +445,12 @@ def generate(comp: Compiled, ranges: list) -> CModel:
             for bi, _ in enumerate(st.branches):
                 move_id[(tid, pc, bi)] = len(moves)
                 moves.append((tid, pc, bi))
+    max_succ = max(1, sum(max((len(st.branches) for st in th.program.steps), default=0) for th in model.threads))
     move_t = "uint8_t" if len(moves) <= 256 else "uint16_t" if len(moves) <= 65536 else "uint32_t"
 
     # ---- successors
     emit("static int expand(const i64 *s, ctx_t *c) {")
-    emit("    int k = 0; i64 n[NV]; i64 v;")
+    emit("    int k = 0; i64 *n; i64 v;")
     for tid, th in enumerate(model.threads):
         labels = lay.labels[tid]
         pc_of = {l: i for i, l in enumerate(labels)}
@@ -460,7 +461,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
             for bi, br in enumerate(st.branches):
                 g = X.c(br.guard, tid)
                 emit(f"        if ({g}) {{")
-                emit("            memcpy(n, s, sizeof n);")
+                emit("            n = c->nb[k]; memcpy(n, s, NV * sizeof(i64));")
                 # right-hand sides read s, the pre-state: updates are simultaneous
                 for target, value in br.updates:
                     kk = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
@@ -471,9 +472,10 @@ def generate(comp: Compiled, ranges: list) -> CModel:
                     emit(f"            v = wrapb({rhs}, {bits});" if bits < 64 else f"            v = {rhs};")
                     emit(f"            if ((u64)v - (u64){_lit(lo)} > UINT64_C({hi - lo})) "
                          f"return overflow(c, {kk}, v);")
-                    emit(f"            n[{kk}] = v;")
+                    emit(f"            n[{kk}] = v; if (v < c->olo[{kk}]) c->olo[{kk}] = v; "
+                         f"if (v > c->ohi[{kk}]) c->ohi[{kk}] = v;")
                 emit(f"            n[{ps}] = {pc_of[br.goto]};")
-                emit(f"            k++; if (emit(c, n, {move_id[(tid, pc, bi)]})) return -1;")
+                emit(f"            c->mv[k++] = {move_id[(tid, pc, bi)]};")
                 emit("        }")
             emit("        break;")
         emit("    default: break;")
@@ -628,7 +630,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         "typedef int64_t i64; typedef uint64_t u64;",
         f"#define NV {nv}", f"#define SW {st.words}", f"#define SB {st.nbytes}",
         f"#define KW {key.words}", f"#define KB {key.nbytes}",
-        f"#define NMOVES {len(moves)}", f"typedef {move_t} move_t;",
+        f"#define NMOVES {len(moves)}", f"typedef {move_t} move_t;", f"#define MAXSUCC {max_succ}",
         f"#define ALLW UINT64_C({(1 << len(comp.watched)) - 1})", f"#define FINALS UINT64_C({finals})",
         f"#define SYM {1 if groups else 0}",
         PRELUDE_C,
@@ -663,11 +665,11 @@ typedef struct {
     i64 frontier_left;
     i64 bytes, table_bytes, frontier_peak_bytes;
     i64 overflow_slot, overflow_value;
-    double seconds;
+    double seconds, cpu_seconds;
 } result_t;
 
 typedef struct ctx {
-    uint32_t *tab; u64 *htab; u64 cap, mask;
+    uint32_t *tab; u64 *htab; u64 cap;
     uint8_t *keys; uint32_t *parent; move_t *moves;
     u64 count, acap;
     uint8_t *fq; u64 fhead, ftail, fcap;     /* FIFO of packed concrete states: entry e is state fbase + e */
@@ -676,10 +678,12 @@ typedef struct ctx {
     u64 exercised;
     i64 cur;
     result_t *res;
-    struct timespec t0, last;
+    struct timespec t0, last, cpu0;
+    i64 nb[MAXSUCC][NV]; int mv[MAXSUCC];       /* the successors of the state being expanded */
+    u64 kw[MAXSUCC][KW], kh[MAXSUCC];
+    i64 olo[NV], ohi[NV];                       /* the values stored in each slot: the next run packs tighter */
 } ctx_t;
 
-static int emit(ctx_t *c, i64 *n, int move);
 static int overflow(ctx_t *c, int slot, i64 v) {
     c->res->status = ST_OVERFLOW; c->res->overflow_slot = slot; c->res->overflow_value = v; return -1;
 }
@@ -703,8 +707,13 @@ static u64 accounted(ctx_t *c) {
     return c->cap * SLOT + c->count * PER_STATE + (c->fifo ? c->fcap * SB : 0);
 }
 
+/* a slot from the hash's high bits scaled to the capacity: any capacity works, so the table grows by a half
+   (bare hashes: a quarter, their rehash is one sequential pass since POS keeps their order) instead of doubling,
+   and stays near its load limit instead of between half of it and all of it */
+#define POS(h, cap) ((u64)(((unsigned __int128)(h) * (cap)) >> 64))
+
 static int grow_table(ctx_t *c) {
-    u64 ncap = c->cap * 2, nmask = ncap - 1;
+    u64 ncap = c->cap + (c->hc ? c->cap / 4 : c->cap / 2);
     if (accounted(c) + (ncap - c->cap) * SLOT > c->budget) return ST_MEMORY;
     if (c->hc) {
         u64 *nt = calloc(ncap, sizeof(u64));
@@ -712,8 +721,8 @@ static int grow_table(ctx_t *c) {
         for (u64 i = 0; i < c->cap; i++) {
             u64 h = c->htab[i];
             if (!h) continue;
-            u64 j = h & nmask;
-            while (nt[j]) j = (j + 1) & nmask;
+            u64 j = POS(h, ncap);
+            while (nt[j]) if (++j == ncap) j = 0;
             nt[j] = h;
         }
         free(c->htab); c->htab = nt;
@@ -723,13 +732,13 @@ static int grow_table(ctx_t *c) {
         for (u64 i = 0; i < c->count; i++) {
             u64 w[KW] = {0};
             memcpy(w, c->keys + i * KB, KB);
-            u64 j = hash_words(w) & nmask;
-            while (nt[j]) j = (j + 1) & nmask;
+            u64 j = POS(hash_words(w), ncap);
+            while (nt[j]) if (++j == ncap) j = 0;
             nt[j] = (uint32_t)(i + 1);
         }
         free(c->tab); c->tab = nt;
     }
-    c->cap = ncap; c->mask = nmask;
+    c->cap = ncap;
     return 0;
 }
 
@@ -753,20 +762,20 @@ static int grow_arrays(ctx_t *c) {
 }
 
 /* 0: seen before; 1: inserted as state c->count - 1; otherwise a status */
-static int insert(ctx_t *c, const u64 *w, int move) {
-    /* grown before probing, so a table that cannot grow stops the search before the state is counted */
+static int insert(ctx_t *c, const u64 *w, u64 h, int move) {
+    /* grown before probing, so a table that cannot grow stops the search before the state is counted; linear
+       probing stays short below three quarters full, and below nine tenths where slots hold bare hashes */
     if ((c->count + 1) * (c->hc ? 10 : 4) > c->cap * (c->hc ? 9 : 3)) { int r = grow_table(c); if (r) return r; }
-    u64 h = hash_words(w);
     if (c->hc) {
         if (!h) h = 1;
-        u64 j = h & c->mask;
-        while (c->htab[j]) { if (c->htab[j] == h) return 0; j = (j + 1) & c->mask; }
+        u64 j = POS(h, c->cap);
+        while (c->htab[j]) { if (c->htab[j] == h) return 0; if (++j == c->cap) j = 0; }
         if (accounted(c) + PER_STATE > c->budget) return ST_MEMORY;
         c->htab[j] = h;
     } else {
-        u64 j = h & c->mask;
+        u64 j = POS(h, c->cap);
         uint32_t e;
-        while ((e = c->tab[j])) { if (!memcmp(c->keys + (u64)(e - 1) * KB, w, KB)) return 0; j = (j + 1) & c->mask; }
+        while ((e = c->tab[j])) { if (!memcmp(c->keys + (u64)(e - 1) * KB, w, KB)) return 0; if (++j == c->cap) j = 0; }
         if (accounted(c) + PER_STATE > c->budget) return ST_MEMORY;
         if (c->count == c->acap) { int r = grow_arrays(c); if (r) return r; }
         memcpy(c->keys + c->count * KB, w, KB);
@@ -800,12 +809,10 @@ static int push(ctx_t *c, const i64 *n) {
     return 0;
 }
 
-__attribute__((noinline)) static int emit(ctx_t *c, i64 *n, int move) {
+static int emit(ctx_t *c, i64 *n, const u64 *w, u64 h, int move) {
     result_t *r = c->res;
     r->transitions++;
-    u64 w[KW];
-    canon_key(n, w);
-    int ins = insert(c, w, move);
+    int ins = insert(c, w, h, move);
     if (ins == 0) return 0;
     if (ins != 1) { r->status = ins; return 1; }
     int tid = -1;
@@ -830,6 +837,8 @@ static void finish(ctx_t *c, u64 head) {
     r->bytes = (i64)(c->cap * SLOT + c->count * PER_STATE);
     r->frontier_left = (i64)(c->count - head);
     r->seconds = since(&c->t0);
+    struct timespec b; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    r->cpu_seconds = (b.tv_sec - c->cpu0.tv_sec) + (b.tv_nsec - c->cpu0.tv_nsec) * 1e-9;
 }
 
 /* the breadth-first search of explorer.py, state for state */
@@ -843,15 +852,17 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     c->max_states = max_states > 0 ? (u64)max_states : 0;
     c->budget = budget > 0 ? (u64)budget : UINT64_MAX;
     clock_gettime(CLOCK_MONOTONIC, &c->t0); c->last = c->t0;
-    c->cap = 1 << 12; c->mask = c->cap - 1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c->cpu0);
+    c->cap = 1 << 12;
     if (hc) c->htab = calloc(c->cap, sizeof(u64)); else c->tab = calloc(c->cap, sizeof(uint32_t));
     if (!c->htab && !c->tab) { r->status = ST_NOMEM; return c; }
     i64 s[NV];
     memcpy(s, init, sizeof s);
+    memcpy(c->olo, init, sizeof s); memcpy(c->ohi, init, sizeof s);
     u64 w[KW];
     canon_key(s, w);
     c->cur = -1;
-    int ins = insert(c, w, 0);
+    int ins = insert(c, w, hash_words(w), 0);
     if (ins != 1) { r->status = ins ? ins : ST_NOMEM; finish(c, 0); return c; }
     int tid = -1;
     int p = check_state(s, &tid);
@@ -879,6 +890,23 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
         c->cur = (i64)i;
         int k = expand(s, c);
         if (k < 0) break;
+        /* every successor's key first, its table slot and then its stored key prefetched: the probes of one
+           state's successors wait on memory together, not one after another */
+        for (int j = 0; j < k; j++) {
+            canon_key(c->nb[j], c->kw[j]);
+            c->kh[j] = hash_words(c->kw[j]);
+            u64 h = c->kh[j];
+            if (hc) __builtin_prefetch(&c->htab[POS(h ? h : 1, c->cap)]);
+            else __builtin_prefetch(&c->tab[POS(h, c->cap)]);
+        }
+        if (!hc)
+            for (int j = 0; j < k; j++) {
+                uint32_t e = c->tab[POS(c->kh[j], c->cap)];
+                if (e) __builtin_prefetch(c->keys + (u64)(e - 1) * KB);
+            }
+        int stop = 0;
+        for (int j = 0; j < k && !stop; j++) stop = emit(c, c->nb[j], c->kw[j], c->kh[j], c->mv[j]);
+        if (stop) break;
         if (k == 0) {
             if (is_done(s)) {
                 int f = check_final(s);
@@ -910,6 +938,8 @@ i64 pdd_path(ctx_t *c, i64 i, int32_t *out, i64 max) {
     while (i > 0 && n < max) { out[n++] = c->moves[i]; i = c->parent[i]; }
     return n;
 }
+
+void pdd_observed(ctx_t *c, i64 *lo, i64 *hi) { memcpy(lo, c->olo, sizeof c->olo); memcpy(hi, c->ohi, sizeof c->ohi); }
 
 void pdd_free(ctx_t *c) {
     if (!c) return;
