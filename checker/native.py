@@ -343,7 +343,10 @@ def _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact,
                    "backend": "native", "search_seconds": round(res.seconds, 3),
                    "search_cpu_seconds": round(res.cpu_seconds, 3),
                    "states_per_cpu_s": round(n / max(res.cpu_seconds, 1e-9)), "build_seconds": round(build_s, 3),
-                   "bytes_per_state": round(res.bytes / max(n, 1), 1), "key_bytes": cm.key_bytes,
+                   "bytes_per_state": round(res.bytes / max(n, 1), 1),
+                   # the frontier is transient (its peak, amortised over every state): reported apart
+                   "bytes_per_state_with_frontier": round((res.bytes + res.frontier_peak_bytes) / max(n, 1), 1),
+                   "key_bytes": cm.key_bytes,
                    "state_bytes": cm.state_bytes, "table_bytes": res.table_bytes,
                    "frontier_peak_bytes": res.frontier_peak_bytes, "range_widenings": widenings}
         if r.verdict in (OK, INCOMPLETE):

@@ -461,7 +461,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
             for bi, br in enumerate(st.branches):
                 g = X.c(br.guard, tid)
                 emit(f"        if ({g}) {{")
-                emit("            n = c->nb[k]; memcpy(n, s, NV * sizeof(i64));")
+                emit("            n = c->bn[k]; memcpy(n, s, NV * sizeof(i64));")
                 # right-hand sides read s, the pre-state: updates are simultaneous
                 for target, value in br.updates:
                     kk = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
@@ -475,7 +475,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
                     emit(f"            n[{kk}] = v; if (v < c->olo[{kk}]) c->olo[{kk}] = v; "
                          f"if (v > c->ohi[{kk}]) c->ohi[{kk}] = v;")
                 emit(f"            n[{ps}] = {pc_of[br.goto]};")
-                emit(f"            c->mv[k++] = {move_id[(tid, pc, bi)]};")
+                emit(f"            c->bm[k++] = {move_id[(tid, pc, bi)]};")
                 emit("        }")
             emit("        break;")
         emit("    default: break;")
@@ -561,7 +561,8 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     key = _Fields()
     if not groups:
         key = st
-        emit("static void canon_key(const i64 *s, u64 *w) { pack_state(s, w); }")
+        emit("static void canon_key(const i64 *s, u64 *w) { memset(w, 0, KW * sizeof(u64)); pack_state(s, w); "
+             "w[FLAGW] |= FLAGBIT; }")
     else:
         owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
         member_of = {t: gi for gi, g in enumerate(groups) for t in g}
@@ -622,6 +623,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
                 off = key.add(wd)
                 for line in _put("w", off, wd, f"(u64)s[{k}] - (u64){_lit(ranges[k][0])}"):
                     emit("    " + line)
+        emit("    w[FLAGW] |= FLAGBIT;")
         emit("}")
 
     head = [
@@ -629,7 +631,10 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         "#include <time.h>",
         "typedef int64_t i64; typedef uint64_t u64;",
         f"#define NV {nv}", f"#define SW {st.words}", f"#define SB {st.nbytes}",
-        f"#define KW {key.words}", f"#define KB {key.nbytes}",
+        # a stored key carries one more bit, always set: a table slot of zeros is an empty slot
+        f"#define KW {key.bits // 64 + 1}", f"#define KB {key.bits // 8 + 1}",
+        f"#define FLAGW {key.bits // 64}", f"#define FLAGBIT (UINT64_C(1) << {key.bits % 64})",
+        f"#define FLAGBYTE {key.bits // 8}", f"#define FLAGMASK {1 << (key.bits % 8)}",
         f"#define NMOVES {len(moves)}", f"typedef {move_t} move_t;", f"#define MAXSUCC {max_succ}",
         f"#define ALLW UINT64_C({(1 << len(comp.watched)) - 1})", f"#define FINALS UINT64_C({finals})",
         f"#define SYM {1 if groups else 0}",
@@ -637,7 +642,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         *tables,
     ]
     src = "\n".join(head + lines + [RUNTIME_C])
-    return CModel(src, moves, ranges, st.nbytes, key.nbytes, key.bits, comp.watched, props)
+    return CModel(src, moves, ranges, st.nbytes, key.bits // 8 + 1, key.bits, comp.watched, props)
 
 
 PRELUDE_C = r"""
@@ -669,18 +674,20 @@ typedef struct {
 } result_t;
 
 typedef struct ctx {
-    uint32_t *tab; u64 *htab; u64 cap;
-    uint8_t *keys; uint32_t *parent; move_t *moves;
+    uint8_t *ktab; u64 *htab; u64 cap;       /* the visited set: keys in place, or (hash compaction) hashes */
+    uint32_t *parent; move_t *moves;
     u64 count, acap;
     uint8_t *fq; u64 fhead, ftail, fcap;     /* FIFO of packed concrete states: entry e is state fbase + e */
-    int hc, fifo, progress;
+    int hc, progress;
     u64 max_states, budget;
     u64 exercised;
     i64 cur;
     result_t *res;
     struct timespec t0, last, cpu0;
-    i64 nb[MAXSUCC][NV]; int mv[MAXSUCC];       /* the successors of the state being expanded */
-    u64 kw[MAXSUCC][KW], kh[MAXSUCC];
+    /* the successors of the state being processed and of the next one, which is expanded ahead */
+    i64 nb[2][MAXSUCC][NV]; int mv[2][MAXSUCC];
+    u64 kw[2][MAXSUCC][KW], kh[2][MAXSUCC];
+    i64 (*bn)[NV]; int *bm;                     /* where expand() writes */
     i64 olo[NV], ohi[NV];                       /* the values stored in each slot: the next run packs tighter */
 } ctx_t;
 
@@ -700,16 +707,18 @@ static inline u64 hash_words(const u64 *w) {
     return h;
 }
 
-#define PER_STATE ((u64)(c->hc ? 0 : KB) + sizeof(uint32_t) + sizeof(move_t))
-#define SLOT ((u64)(c->hc ? sizeof(u64) : sizeof(uint32_t)))
+/* keys stay in the table's slots: one cache miss a probe, where an index into a key array costs two */
+#define PER_STATE ((u64)(sizeof(uint32_t) + sizeof(move_t)))
+#define SLOT ((u64)(c->hc ? sizeof(u64) : KB))
+#define OCCUPIED(p) ((p)[FLAGBYTE] & FLAGMASK)
 
 static u64 accounted(ctx_t *c) {
-    return c->cap * SLOT + c->count * PER_STATE + (c->fifo ? c->fcap * SB : 0);
+    return c->cap * SLOT + c->count * PER_STATE + c->fcap * SB;
 }
 
 /* a slot from the hash's high bits scaled to the capacity: any capacity works, so the table grows by a half
-   (bare hashes: a quarter, their rehash is one sequential pass since POS keeps their order) instead of doubling,
-   and stays near its load limit instead of between half of it and all of it */
+   (bare hashes: a quarter) instead of doubling and stays near its load limit, not between half of it and all
+   of it; and POS keeps the order of hashes, so a rehash fills the new table front to back, in cache */
 #define POS(h, cap) ((u64)(((unsigned __int128)(h) * (cap)) >> 64))
 
 static int grow_table(ctx_t *c) {
@@ -727,16 +736,18 @@ static int grow_table(ctx_t *c) {
         }
         free(c->htab); c->htab = nt;
     } else {
-        uint32_t *nt = calloc(ncap, sizeof(uint32_t));
+        uint8_t *nt = calloc(ncap, KB);
         if (!nt) return ST_NOMEM;
-        for (u64 i = 0; i < c->count; i++) {
+        for (u64 i = 0; i < c->cap; i++) {
+            const uint8_t *p = c->ktab + i * KB;
+            if (!OCCUPIED(p)) continue;
             u64 w[KW] = {0};
-            memcpy(w, c->keys + i * KB, KB);
+            memcpy(w, p, KB);
             u64 j = POS(hash_words(w), ncap);
-            while (nt[j]) if (++j == ncap) j = 0;
-            nt[j] = (uint32_t)(i + 1);
+            while (OCCUPIED(nt + j * KB)) if (++j == ncap) j = 0;
+            memcpy(nt + j * KB, p, KB);
         }
-        free(c->tab); c->tab = nt;
+        free(c->ktab); c->ktab = nt;
     }
     c->cap = ncap;
     return 0;
@@ -752,11 +763,6 @@ static int grow_arrays(ctx_t *c) {
     move_t *m = realloc(c->moves, ncap * sizeof(move_t));
     if (!m) return ST_NOMEM;
     c->moves = m;
-    if (!c->hc) {
-        uint8_t *k = realloc(c->keys, ncap * KB);
-        if (!k) return ST_NOMEM;
-        c->keys = k;
-    }
     c->acap = ncap;
     return 0;
 }
@@ -774,12 +780,10 @@ static int insert(ctx_t *c, const u64 *w, u64 h, int move) {
         c->htab[j] = h;
     } else {
         u64 j = POS(h, c->cap);
-        uint32_t e;
-        while ((e = c->tab[j])) { if (!memcmp(c->keys + (u64)(e - 1) * KB, w, KB)) return 0; if (++j == c->cap) j = 0; }
+        uint8_t *p;
+        while (OCCUPIED(p = c->ktab + j * KB)) { if (!memcmp(p, w, KB)) return 0; if (++j == c->cap) j = 0; }
         if (accounted(c) + PER_STATE > c->budget) return ST_MEMORY;
-        if (c->count == c->acap) { int r = grow_arrays(c); if (r) return r; }
-        memcpy(c->keys + c->count * KB, w, KB);
-        c->tab[j] = (uint32_t)(c->count + 1);
+        memcpy(p, w, KB);
     }
     if (c->count == c->acap) { int r = grow_arrays(c); if (r) return r; }
     c->parent[c->count] = (uint32_t)c->cur;
@@ -820,7 +824,7 @@ static int emit(ctx_t *c, i64 *n, const u64 *w, u64 h, int move) {
     if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = (i64)c->count - 1; return 1; }
     if (c->exercised != ALLW) c->exercised |= triggers(n);
     if (c->max_states && c->count >= c->max_states) { r->status = ST_BOUND; return 1; }
-    if (c->fifo) { int e = push(c, n); if (e) { r->status = e; return 1; } }
+    { int e = push(c, n); if (e) { r->status = e; return 1; } }
     return 0;
 }
 
@@ -841,6 +845,15 @@ static void finish(ctx_t *c, u64 head) {
     r->cpu_seconds = (b.tv_sec - c->cpu0.tv_sec) + (b.tv_nsec - c->cpu0.tv_nsec) * 1e-9;
 }
 
+static void prefetch_batch(ctx_t *c, int b, int k, int hc) {
+    for (int j = 0; j < k; j++) {
+        canon_key(c->nb[b][j], c->kw[b][j]);
+        u64 h = c->kh[b][j] = hash_words(c->kw[b][j]);
+        if (hc) __builtin_prefetch(&c->htab[POS(h ? h : 1, c->cap)]);
+        else __builtin_prefetch(c->ktab + POS(h, c->cap) * KB);
+    }
+}
+
 /* the breadth-first search of explorer.py, state for state */
 ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int hc, i64 budget, int progress,
                const char *name, result_t *r) {
@@ -848,14 +861,14 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     memset(r, 0, sizeof *r);
     r->prop = -1; r->tid = -1; r->index = -1;
     if (!c) { r->status = ST_NOMEM; return NULL; }
-    c->res = r; c->hc = hc; c->fifo = hc || SYM; c->progress = progress;
+    c->res = r; c->hc = hc; c->progress = progress;
     c->max_states = max_states > 0 ? (u64)max_states : 0;
     c->budget = budget > 0 ? (u64)budget : UINT64_MAX;
     clock_gettime(CLOCK_MONOTONIC, &c->t0); c->last = c->t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c->cpu0);
     c->cap = 1 << 12;
-    if (hc) c->htab = calloc(c->cap, sizeof(u64)); else c->tab = calloc(c->cap, sizeof(uint32_t));
-    if (!c->htab && !c->tab) { r->status = ST_NOMEM; return c; }
+    if (hc) c->htab = calloc(c->cap, sizeof(u64)); else c->ktab = calloc(c->cap, KB);
+    if (!c->htab && !c->ktab) { r->status = ST_NOMEM; return c; }
     i64 s[NV];
     memcpy(s, init, sizeof s);
     memcpy(c->olo, init, sizeof s); memcpy(c->ohi, init, sizeof s);
@@ -868,45 +881,44 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     int p = check_state(s, &tid);
     if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = 0; finish(c, 0); return c; }
     c->exercised = triggers(s);
-    if (c->fifo && (r->status = push(c, s))) { finish(c, 0); return c; }
+    if ((r->status = push(c, s))) { finish(c, 0); return c; }
     u64 head = 0, next_level = 1;
     i64 depth = 0;
     int incomplete = 0;
+    int cb = 0, pre = 0, prek = 0;       /* pre: state `head` is expanded ahead, into buffer cb, prek successors */
+    i64 ps[NV];
     while (head < c->count) {
         u64 i = head++;
         if (i >= next_level) { depth++; next_level = c->count; }
         if (depth > r->diameter) r->diameter = depth;
-        if (c->fifo) {
+        int k = -2, b = cb;
+        if (pre) { memcpy(s, ps, sizeof s); k = prek; pre = 0; }
+        else {
             u64 pw[SW] = {0};
             memcpy(pw, c->fq + c->fhead * SB, SB);
-            c->fhead++;
-            unpack_state(pw, s);
-        } else {
-            u64 pw[SW] = {0};
-            memcpy(pw, c->keys + i * KB, KB);
             unpack_state(pw, s);
         }
+        c->fhead++;
         if (max_depth >= 0 && depth >= max_depth) { incomplete = 1; continue; }
         c->cur = (i64)i;
-        int k = expand(s, c);
-        if (k < 0) break;
-        /* every successor's key first, its table slot and then its stored key prefetched: the probes of one
-           state's successors wait on memory together, not one after another */
-        for (int j = 0; j < k; j++) {
-            canon_key(c->nb[j], c->kw[j]);
-            c->kh[j] = hash_words(c->kw[j]);
-            u64 h = c->kh[j];
-            if (hc) __builtin_prefetch(&c->htab[POS(h ? h : 1, c->cap)]);
-            else __builtin_prefetch(&c->tab[POS(h, c->cap)]);
+        if (k == -2) {
+            c->bn = c->nb[b]; c->bm = c->mv[b];
+            k = expand(s, c);
+            if (k < 0) break;
+            prefetch_batch(c, b, k, hc);
         }
-        if (!hc)
-            for (int j = 0; j < k; j++) {
-                uint32_t e = c->tab[POS(c->kh[j], c->cap)];
-                if (e) __builtin_prefetch(c->keys + (u64)(e - 1) * KB);
-            }
-        int stop = 0;
-        for (int j = 0; j < k && !stop; j++) stop = emit(c, c->nb[j], c->kw[j], c->kh[j], c->mv[j]);
-        if (stop) break;
+        /* the next state's successors hashed and their slots prefetched while this state's probes wait on
+           memory: expanding is free of side effects, so doing it early changes no count and no order */
+        if (head < c->count) {
+            u64 pw[SW] = {0};
+            memcpy(pw, c->fq + c->fhead * SB, SB);
+            unpack_state(pw, ps);
+            int nb2 = b ^ 1;
+            c->bn = c->nb[nb2]; c->bm = c->mv[nb2];
+            int kk = expand(ps, c);
+            if (kk < 0) r->status = ST_OK;      /* an overflow there is met again when that state's turn comes */
+            else { prefetch_batch(c, nb2, kk, hc); pre = 1; prek = kk; cb = nb2; }
+        }
         if (k == 0) {
             if (is_done(s)) {
                 int f = check_final(s);
@@ -915,6 +927,9 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
             } else if (deadlock) { r->status = ST_DEADLOCK; r->index = (i64)i; break; }
             continue;
         }
+        int stop = 0;
+        for (int j = 0; j < k && !stop; j++) stop = emit(c, c->nb[b][j], c->kw[b][j], c->kh[b][j], c->mv[b][j]);
+        if (stop) break;
         if (progress && (c->count & 0x3FFF) < (u64)k) {
             double el = since(&c->t0), dt = since(&c->last);
             if (dt >= (progress == 1 ? 1.0 : 10.0)) {
@@ -943,7 +958,7 @@ void pdd_observed(ctx_t *c, i64 *lo, i64 *hi) { memcpy(lo, c->olo, sizeof c->olo
 
 void pdd_free(ctx_t *c) {
     if (!c) return;
-    free(c->tab); free(c->htab); free(c->keys); free(c->parent); free(c->moves); free(c->fq); free(c);
+    free(c->ktab); free(c->htab); free(c->parent); free(c->moves); free(c->fq); free(c);
 }
 
 /* for tests: the key and the packed state of a state, as the search computes them */
