@@ -66,14 +66,24 @@ def compiler() -> str | None:
 _LOADED: dict = {}
 
 
-def build(source: str) -> Path:
-    """The shared object of ``source``: built once, then found by the hash of the source and the flags."""
+class NotBuilt(Unsupported):
+    """explore_native(only_if_built=True) found no shared object built for this run."""
+
+
+def shared_object(source: str) -> Path:
+    """Where the shared object of ``source`` is cached: named by the hash of the source, compiler and flags."""
     cc = compiler()
     if cc is None:
         raise Unsupported("no C compiler (gcc) found")
     digest = hashlib.sha256((" ".join([cc, *CFLAGS]) + "\n" + source).encode()).hexdigest()[:32]
-    d = cache_dir()
-    so = d / f"m_{digest}.so"
+    return cache_dir() / f"m_{digest}.so"
+
+
+def build(source: str) -> Path:
+    """The shared object of ``source``: built once, then found in the cache."""
+    cc = compiler()
+    so = shared_object(source)
+    d = so.parent
     if so.exists():
         return so
     try:
@@ -158,10 +168,18 @@ def _write_learned(model: Model, learned: dict) -> None:
 def initial_ranges(model: Model) -> list:
     """Each slot's packed range: what an exhaustive run of this model stored there (checked stores widen it if
     another run stores more), else the value-set analysis widened by what earlier runs overflowed."""
-    ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
     learned = _read_learned(model)
     names = model.layout.var_names()
+    cached = learned.get("analysis")
+    if isinstance(cached, list) and len(cached) == len(names) and all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in cached):
+        ranges = [tuple(r) for r in cached]       # the analysis is a function of the model: once per model
+    else:
+        ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
+        learned["analysis"] = [list(r) for r in ranges]
+        _write_learned(model, learned)
     seen, wide = learned.get("seen") or {}, learned.get("wide") or {}
+    lay = model.layout
     for k, name in enumerate(names):
         for table, tight in ((seen, True), (wide, False)):
             r = table.get(name) if isinstance(table, dict) else None
@@ -170,6 +188,13 @@ def initial_ranges(model: Model) -> list:
                     ranges[k] = (r[0], r[1])
                 elif not tight:
                     ranges[k] = (min(ranges[k][0], r[0]), max(ranges[k][1], r[1]))
+        # whatever the cache says: a pc is stored unchecked, so its range is the labels', and every range holds
+        # the initial value and stays inside the declared width
+        dlo, dhi = _decl_range(lay.decls[k].bits)
+        init = lay.decls[k].init
+        ranges[k] = (max(dlo, min(ranges[k][0], init)), min(dhi, max(ranges[k][1], init)))
+    for t, slot in enumerate(lay.pc_index):
+        ranges[slot] = (0, len(lay.labels[t]) - 1)
     return ranges
 
 
@@ -242,9 +267,20 @@ def dispatch(explore_fn, model, backend, kw: dict) -> Result:
     reason = None
     if backend != "python":
         reason = not_native(kw)
+        options = {k: v for k, v in kw.items() if k in NATIVE_OPTIONS}
         if reason is None and backend == "auto":
-            # most specs end within a few thousand states, sooner in Python than gcc builds their C: the Python
-            # explorer gets the first PROBE_STATES states, the native one only a run that goes past them
+            try:
+                return explore_native(model, only_if_built=True, **options)
+            except NotBuilt:
+                pass
+            except Unsupported as e:
+                reason = str(e)
+            except Exception as e:      # a bug of the native back end must cost speed, never the verdict
+                reason = f"native back end failed: {type(e).__name__}: {e}"
+        if reason is None and backend == "auto":
+            # most specs end within a few thousand states, sooner in Python than gcc builds their C: unless the
+            # C code is built already, the Python explorer gets the first PROBE_STATES states, and the native
+            # one only a run that goes past them
             user_max = kw.get("max_states")
             probe = dict(kw, max_states=PROBE_STATES if user_max is None else min(user_max, PROBE_STATES))
             r = explore_fn(model, backend=None, **probe)
@@ -254,7 +290,7 @@ def dispatch(explore_fn, model, backend, kw: dict) -> Result:
                 return r
         if reason is None:
             try:
-                return explore_native(model, **{k: v for k, v in kw.items() if k in NATIVE_OPTIONS})
+                return explore_native(model, **options)
             except Unsupported as e:
                 reason = str(e)
             except Exception as e:      # a bug of the native back end must cost speed, never the verdict
@@ -270,10 +306,11 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
                    max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
                    liveness: bool = False, progress: bool = False, keep_graph: bool = False,
                    hash_compact: bool = False, memory_limit_mb: int | None = None,
-                   memory_budget: int | None = None) -> Result:
+                   memory_budget: int | None = None, only_if_built: bool = False) -> Result:
     """``explore`` in C.  ``memory_budget`` (bytes; default ``memory_limit_mb``, else three quarters of the
     memory available) bounds the visited set, the parent and move arrays and the frontier: a search that would
-    pass it ends INCOMPLETE with what it explored.  Raises ``Unsupported`` for what only Python can run."""
+    pass it ends INCOMPLETE with what it explored.  Raises ``Unsupported`` for what only Python can run, and
+    ``NotBuilt`` when ``only_if_built`` and the C code of this run is not in the cache yet."""
     if liveness or keep_graph or strategy != "bfs":
         raise Unsupported("liveness, keep_graph and depth-first search run on the Python back end")
     t0 = time.perf_counter()
@@ -295,6 +332,8 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
     while True:
         tb = time.perf_counter()
         cm = generate(comp, ranges)
+        if only_if_built and not shared_object(cm.source).exists():
+            raise NotBuilt("not built yet")
         lib = load(build(cm.source))
         build_s += time.perf_counter() - tb
         res = _Res()

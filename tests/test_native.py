@@ -99,9 +99,15 @@ def test_a_memory_budget_ends_incomplete_with_what_was_explored():
     assert "vacuous" in r.stats
 
 
-def test_auto_leaves_a_small_run_to_python_and_a_large_one_to_native():
-    spec, model = _small()
-    assert _explore(spec, model, None, "auto").stats["backend"] == "python"       # 3,813 states
+def test_auto_leaves_a_small_run_to_python_until_its_c_is_built(monkeypatch, tmp_path):
+    monkeypatch.setenv("PDDGPU_VERIFY_CACHE", str(tmp_path))
+    r = explore(peterson(), backend="auto")
+    assert (r.stats["states"], r.stats["backend"]) == (34, "python")
+    assert explore(peterson(), backend="native").stats["backend"] == "native"      # builds it
+    assert explore(peterson(), backend="auto").stats["backend"] == "native"
+
+
+def test_auto_runs_a_large_spec_natively():
     big = load_spec(ROOT / "specs/40_vram_fixed.toml")
     r = _explore(big, big.build(), None, "auto")
     assert (r.verdict, r.stats["states"], r.stats["backend"]) == (OK, 200_530, "native")
