@@ -171,3 +171,24 @@ def test_toy_systems_agree_with_their_hand_counts():
     assert plain.verdict == sym.verdict == OK and sym.stats["states"] < plain.stats["states"]
     assert sym.stats["states"] == explore(lost_update(3), properties=[], symmetry=True, backend="python").stats["states"]
     assert explore(lost_update(3), symmetry=True, backend="native").label == "VIOLATION(no_lost_update)"
+
+
+@pytest.mark.parametrize("bound", [{"max_states": 5000}, {"max_depth": 12}, {"max_states": 1}])
+def test_state_and_depth_bounds_stop_where_python_stops(bound):
+    spec = load_spec(ROOT / "specs/40_vram_fixed.toml")
+    model = spec.build()
+    kw = dict(properties=spec.checked_properties(model), symmetry=True, **bound)
+    py, nat = explore(model, backend="python", **kw), explore(model, backend="native", **kw)
+    assert nat.stats["backend"] == "native" and nat.verdict == py.verdict == INCOMPLETE
+    for k in ("states", "transitions", "diameter", "vacuous"):
+        assert nat.stats[k] == py.stats[k], k
+
+
+def test_a_compiled_model_and_deadlock_off_are_served_natively():
+    from pddgpu_verify.model.compile import compile_model
+    d = explore(lock_order(), deadlock=False, backend="native")
+    assert (d.stats["backend"], d.verdict) == ("native", OK)
+    assert d.stats["states"] == explore(lock_order(), deadlock=False, backend="python").stats["states"]
+    comp = compile_model(peterson(), None, False)
+    r = explore(comp, backend="native")
+    assert (r.stats["backend"], r.verdict, r.stats["states"]) == ("native", OK, 34)
