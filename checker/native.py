@@ -260,13 +260,25 @@ def not_native(kw: dict) -> str | None:
     return None
 
 
+def _hooked(model) -> str | None:
+    """A Compiled model whose functions are not compile_model's own (mutate wraps ``check`` to see every state)
+    must run them: only the Python explorer calls them."""
+    if not isinstance(model, Compiled):
+        return None
+    for f in ("successors", "check", "check_final", "triggers", "canon", "is_done"):
+        code = getattr(getattr(model, f), "__code__", None)
+        if code is None or not code.co_filename.startswith("<compiled "):
+            return f"the compiled model's {f} is replaced (only the Python explorer calls it)"
+    return None
+
+
 def dispatch(explore_fn, model, backend, kw: dict) -> Result:
     """``explore(..., backend=...)``: native where it can serve the run, else Python, saying why."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     reason = None
     if backend != "python":
-        reason = not_native(kw)
+        reason = not_native(kw) or _hooked(model)
         options = {k: v for k, v in kw.items() if k in NATIVE_OPTIONS}
         if reason is None and backend == "auto":
             try:

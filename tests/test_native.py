@@ -192,3 +192,19 @@ def test_a_compiled_model_and_deadlock_off_are_served_natively():
     comp = compile_model(peterson(), None, False)
     r = explore(comp, backend="native")
     assert (r.stats["backend"], r.verdict, r.stats["states"]) == ("native", OK, 34)
+
+
+def test_a_compiled_model_with_a_hooked_check_runs_in_python():
+    # mutate sees every state through a wrapped check: the C search would never call it
+    from dataclasses import replace
+    from pddgpu_verify.model.compile import compile_model
+    comp = compile_model(peterson(), None, False)
+    seen = []
+    inner = comp.check
+
+    def check(s):
+        seen.append(s)
+        return inner(s)
+    r = explore(replace(comp, check=check), backend="native")
+    assert r.stats["backend"] == "python" and "check is replaced" in r.stats["backend_reason"]
+    assert len(seen) == r.stats["states"] == 34
