@@ -449,8 +449,8 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     move_t = "uint8_t" if len(moves) <= 256 else "uint16_t" if len(moves) <= 65536 else "uint32_t"
 
     # ---- successors
-    emit("static int expand(const i64 *s, ctx_t *c) {")
-    emit("    int k = 0; i64 *n; i64 v;")
+    emit("static int expand(const sv_t *s, ctx_t *c) {")
+    emit("    int k = 0; sv_t *n; i64 v;")
     for tid, th in enumerate(model.threads):
         labels = lay.labels[tid]
         pc_of = {l: i for i, l in enumerate(labels)}
@@ -461,7 +461,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
             for bi, br in enumerate(st.branches):
                 g = X.c(br.guard, tid)
                 emit(f"        if ({g}) {{")
-                emit("            n = c->bn[k]; memcpy(n, s, NV * sizeof(i64));")
+                emit("            n = c->bn[k]; memcpy(n, s, NV * sizeof(sv_t));")
                 # right-hand sides read s, the pre-state: updates are simultaneous
                 for target, value in br.updates:
                     kk = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
@@ -484,7 +484,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     emit("}")
 
     # ---- assertions at steps, then invariants (the order of compile.py's check)
-    emit("static int check_state(const i64 *s, int *tid) {")
+    emit("static int check_state(const sv_t *s, int *tid) {")
     for tid, th in enumerate(model.threads):
         cases = []
         for pc, st in enumerate(th.program.steps):
@@ -508,7 +508,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     emit("    return 0;")
     emit("}")
 
-    emit("static int check_final(const i64 *s) {")
+    emit("static int check_final(const sv_t *s) {")
     for p in props:
         prop = model.properties[p]
         if prop.kind == "final":
@@ -519,7 +519,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     # ---- vacuity triggers (compile.py's triggers)
     finals = 0
     site = {}
-    emit("static u64 triggers(const i64 *s) {")
+    emit("static u64 triggers(const sv_t *s) {")
     emit("    u64 m = 0;")
     for i, p in enumerate(comp.watched):
         if model.properties[p].kind == "final":
@@ -539,18 +539,18 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     emit("    return m;")
     emit("}")
     done = " && ".join(f"s[{lay.pc_slot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "1"
-    emit(f"static int is_done(const i64 *s) {{ return {done}; }}")
+    emit(f"static int is_done(const sv_t *s) {{ return {done}; }}")
 
     # ---- the packed state: slots in layout order, each over its range
     st = _Fields()
     offs = [st.add(_width(lo, hi)) for lo, hi in ranges]
-    emit("static void pack_state(const i64 *s, u64 *w) {")
+    emit("static void pack_state(const sv_t *s, u64 *w) {")
     emit(f"    memset(w, 0, {st.words} * sizeof(u64));")
     for k, (lo, hi) in enumerate(ranges):
         for line in _put("w", offs[k], _width(lo, hi), f"(u64)s[{k}] - (u64){_lit(lo)}"):
             emit("    " + line)
     emit("}")
-    emit("static void unpack_state(const u64 *w, i64 *s) {")
+    emit("static void unpack_state(const u64 *w, sv_t *s) {")
     for k, (lo, hi) in enumerate(ranges):
         wd = _width(lo, hi)
         val = _lit(lo) if wd == 0 else f"(i64)((u64){_lit(lo)} + {_get('w', offs[k], wd)})"
@@ -561,13 +561,13 @@ def generate(comp: Compiled, ranges: list) -> CModel:
     key = _Fields()
     if not groups:
         key = st
-        emit("static void canon_key(const i64 *s, u64 *w) { memset(w, 0, KW * sizeof(u64)); pack_state(s, w); "
+        emit("static void canon_key(const sv_t *s, u64 *w) { memset(w, 0, KW * sizeof(u64)); pack_state(s, w); "
              "w[FLAGW] |= FLAGBIT; }")
     else:
         owner_slots = [i for i, d in enumerate(lay.decls) if d.kind == "owner"]
         member_of = {t: gi for gi, g in enumerate(groups) for t in g}
         n_shared = len(model.shared)
-        emit("static void canon_key(const i64 *s, u64 *w) {")
+        emit("static void canon_key(const sv_t *s, u64 *w) {")
         emit("    memset(w, 0, KW * sizeof(u64));")
         for i in range(n_shared):
             lo, hi = ranges[i]
@@ -638,6 +638,8 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         f"#define NMOVES {len(moves)}", f"typedef {move_t} move_t;", f"#define MAXSUCC {max_succ}",
         f"#define ALLW UINT64_C({(1 << len(comp.watched)) - 1})", f"#define FINALS UINT64_C({finals})",
         f"#define SYM {1 if groups else 0}",
+        # states are worked on unpacked: as 32-bit cells when every range allows, half the bytes to copy
+        "typedef int32_t sv_t;" if all(-(1 << 31) <= lo and hi < (1 << 31) for lo, hi in ranges) else "typedef i64 sv_t;",
         PRELUDE_C,
         *tables,
     ]
@@ -685,9 +687,9 @@ typedef struct ctx {
     result_t *res;
     struct timespec t0, last, cpu0;
     /* the successors of the state being processed and of the next one, which is expanded ahead */
-    i64 nb[2][MAXSUCC][NV]; int mv[2][MAXSUCC];
+    sv_t nb[2][MAXSUCC][NV]; int mv[2][MAXSUCC];
     u64 kw[2][MAXSUCC][KW], kh[2][MAXSUCC];
-    i64 (*bn)[NV]; int *bm;                     /* where expand() writes */
+    sv_t (*bn)[NV]; int *bm;                     /* where expand() writes */
     i64 olo[NV], ohi[NV];                       /* the values stored in each slot: the next run packs tighter */
 } ctx_t;
 
@@ -792,7 +794,7 @@ static int insert(ctx_t *c, const u64 *w, u64 h, int move) {
     return 1;
 }
 
-static int push(ctx_t *c, const i64 *n) {
+static int push(ctx_t *c, const sv_t *n) {
     if (c->ftail == c->fcap) {
         if (c->fhead > c->fcap / 2) {
             memmove(c->fq, c->fq + c->fhead * SB, (c->ftail - c->fhead) * SB);
@@ -813,7 +815,7 @@ static int push(ctx_t *c, const i64 *n) {
     return 0;
 }
 
-static int emit(ctx_t *c, i64 *n, const u64 *w, u64 h, int move) {
+static int emit(ctx_t *c, sv_t *n, const u64 *w, u64 h, int move) {
     result_t *r = c->res;
     r->transitions++;
     int ins = insert(c, w, h, move);
@@ -869,9 +871,9 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     c->cap = 1 << 12;
     if (hc) c->htab = calloc(c->cap, sizeof(u64)); else c->ktab = calloc(c->cap, KB);
     if (!c->htab && !c->ktab) { r->status = ST_NOMEM; return c; }
-    i64 s[NV];
-    memcpy(s, init, sizeof s);
-    memcpy(c->olo, init, sizeof s); memcpy(c->ohi, init, sizeof s);
+    sv_t s[NV];
+    for (int q = 0; q < NV; q++) s[q] = (sv_t)init[q];
+    memcpy(c->olo, init, sizeof c->olo); memcpy(c->ohi, init, sizeof c->ohi);
     u64 w[KW];
     canon_key(s, w);
     c->cur = -1;
@@ -886,7 +888,7 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     i64 depth = 0;
     int incomplete = 0;
     int cb = 0, pre = 0, prek = 0;       /* pre: state `head` is expanded ahead, into buffer cb, prek successors */
-    i64 ps[NV];
+    sv_t ps[NV];
     while (head < c->count) {
         u64 i = head++;
         if (i >= next_level) { depth++; next_level = c->count; }
@@ -962,7 +964,10 @@ void pdd_free(ctx_t *c) {
 }
 
 /* for tests: the key and the packed state of a state, as the search computes them */
-void pdd_key(const i64 *s, u64 *w) { canon_key(s, w); }
-void pdd_roundtrip(const i64 *s, i64 *out) { u64 w[SW]; pack_state(s, w); unpack_state(w, out); }
+void pdd_key(const i64 *s, u64 *w) { sv_t t[NV]; for (int q = 0; q < NV; q++) t[q] = (sv_t)s[q]; canon_key(t, w); }
+void pdd_roundtrip(const i64 *s, i64 *out) {
+    sv_t t[NV]; u64 w[SW]; for (int q = 0; q < NV; q++) t[q] = (sv_t)s[q];
+    pack_state(t, w); unpack_state(w, t); for (int q = 0; q < NV; q++) out[q] = t[q];
+}
 int pdd_key_words(void) { return KW; }
 """
