@@ -39,6 +39,7 @@ ST_OK, ST_VIOLATION, ST_FINAL, ST_DEADLOCK, ST_BOUND, ST_MEMORY, ST_OVERFLOW, ST
 MAX_WIDENINGS = 64
 BACKENDS = ("auto", "native", "python")
 PROBE_STATES = 20_000
+CACHE_KEEP = 1000             # shared objects kept in the cache (about 100-300 KB each)
 # explore()'s options the native search implements; any other option set to a non-default value runs on Python
 NATIVE_OPTIONS = {"properties", "strategy", "symmetry", "max_states", "max_depth", "deadlock", "liveness",
                   "progress", "keep_graph", "hash_compact", "memory_limit_mb", "memory_budget"}
@@ -85,6 +86,10 @@ def build(source: str) -> Path:
     so = shared_object(source)
     d = so.parent
     if so.exists():
+        try:
+            os.utime(so)          # the pruning below keeps what is used
+        except OSError:
+            pass
         return so
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,18 @@ def build(source: str) -> Path:
             first = (p.stderr.strip().splitlines() or ["no message"])[0]
             raise Unsupported(f"C compiler failed (exit {p.returncode}): {first[:300]}")
         os.replace(out, so)
+    _prune(d)
     return so
+
+
+def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
+    """Every mutant and every range change is a new shared object: keep the ``keep`` most recently used."""
+    try:
+        files = sorted(d.glob("m_*.so"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for p in files[keep:]:
+            p.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def load(so: Path):

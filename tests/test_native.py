@@ -208,3 +208,13 @@ def test_a_compiled_model_with_a_hooked_check_runs_in_python():
     r = explore(replace(comp, check=check), backend="native")
     assert r.stats["backend"] == "python" and "check is replaced" in r.stats["backend_reason"]
     assert len(seen) == r.stats["states"] == 34
+
+
+def test_the_cache_keeps_the_most_recently_used_shared_objects(tmp_path):
+    import os
+    for i in range(5):
+        p = tmp_path / f"m_{i}.so"
+        p.write_text("x")
+        os.utime(p, (1000 + i, 1000 + i))
+    native._prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("m_*.so")) == ["m_3.so", "m_4.so"]
