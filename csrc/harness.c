@@ -83,16 +83,13 @@ static const char *held_lock_name(void)
 	return me && me->nheld ? me->held[0]->name : NULL;
 }
 
-static void after_call(const char *call, int is_alloc, int is_recover, int r)
+/* The documented return codes are the model's (its return steps' assertions, evaluated by the Python side
+ * on the results recorded here); the lock still held at a return is what lockdep would say. */
+static void after_call(const char *call)
 {
 	const char *l = held_lock_name();
 	if (l)
 		observe("returns_without_lock", "%s returned holding %s (lockdep: lock held when returning)", call, l);
-	if (is_alloc || is_recover) {
-		int fail = is_alloc ? (H.kind == K_VRAM ? -ENOMEM : -ENOSPC) : -ENOMEM;
-		if (r != 0 && r != -ENODEV && r != fail)
-			observe("documented_return_code", "%s returned %d, not a documented code", call, r);
-	}
 }
 
 static int held_by_someone(const void *p)
@@ -129,7 +126,7 @@ static void worker(void *arg)
 					r = pddgpu_gtt_mgr_alloc(&H.pdev->mman.gtt_mgr, (u64)w->ops[k] * PAGE_SIZE,
 								 (struct pddgpu_gtt_node **)&res);
 				result(call, "%d", r);
-				after_call(call, 1, 0, r);
+				after_call(call);
 				if (r == (H.kind == K_VRAM ? -ENOMEM : -ENOSPC) && !(mgr_state() & PDDGPU_VRAM_MGR_STATE_ERROR)
 				    && !H.recoverers)
 					observe("alloc_failure_sets_error",
@@ -160,7 +157,7 @@ static void worker(void *arg)
 					pddgpu_vram_mgr_free(&H.pdev->mman.vram_mgr, res);
 				else
 					pddgpu_gtt_mgr_free(&H.pdev->mman.gtt_mgr, res);
-				after_call(call, 0, 0, 0);
+				after_call(call);
 				int released = !shim_kmem_live(res);
 				result(call, "%s", released ? "released" : "skipped");
 				if (!released)
@@ -189,29 +186,26 @@ static void recoverer(void *arg)
 	int r = H.kind == K_VRAM ? pddgpu_vram_mgr_recover(&H.pdev->mman.vram_mgr)
 				 : pddgpu_gtt_mgr_recover(&H.pdev->mman.gtt_mgr);
 	result("recover", "%d", r);
-	after_call("recover", 0, 1, r);
+	after_call("recover");
 }
 
 static void stats_reader(void *arg)
 {
 	(void)arg;
-	u64 total, used, vis = 0;
+	u64 used, vis = 0;
 	u32 state;
 	if (H.kind == K_VRAM) {
 		struct pddgpu_vram_stats st;
 		pddgpu_vram_mgr_get_stats(&H.pdev->mman.vram_mgr, &st);
-		total = st.total_size; used = st.used_size; vis = st.visible_used; state = st.state;
+		used = st.used_size; vis = st.visible_used; state = st.state;
 		result("get_stats", "used_size=%lld visible_used=%lld state=0x%x", (long long)used, (long long)vis, state);
 	} else {
 		struct pddgpu_gtt_stats st;
 		pddgpu_gtt_mgr_get_stats(&H.pdev->mman.gtt_mgr, &st);
-		total = st.total_size; used = st.used_size; state = st.state;
+		used = st.used_size; state = st.state;
 		result("get_stats", "used_size=%lld state=0x%x", (long long)used, state);
 	}
-	after_call("get_stats", 0, 0, 0);
-	if ((s64)used < 0 || used > total || (H.kind == K_VRAM && vis > used))
-		observe("stats_consistent", "get_stats reported used_size=%lld, visible_used=%lld, total_size=%llu: no "
-			"state ever had these values together", (long long)used, (long long)vis, (unsigned long long)total);
+	after_call("get_stats");
 }
 
 static void finisher(void *arg)

@@ -526,6 +526,7 @@ class ManagerBase:
 
     def _teardown(self, at: str) -> list:
         self._pt(at)
+        self.dev.trace("fini_call", self)
         used, vis = self.used.peek(), self.vis_usage.peek()
         leaks = self._allocator_fini() if self.alive else []
         self.finied = True

@@ -183,3 +183,51 @@ def test_bad_input_is_a_value_error(tmp_path):
         replay_on_impl(bad)
     with pytest.raises(ValueError, match="#meta"):
         replay_on_impl({"#meta": {}})
+
+
+# -- the monitor is the model's expressions ------------------------------------------------------------------
+
+def _with_property(monkeypatch, module, name, expr):
+    """Every model ``module`` builds from now on has ``name``'s expression replaced by ``expr``."""
+    from dataclasses import replace
+    real = module.build_model
+
+    def build(*a, **k):
+        m = real(*a, **k)
+        m.properties[name] = replace(m.properties[name], expr=expr)
+        return m
+    monkeypatch.setattr(module, "build_model", build)
+
+
+def test_monitor_reports_what_the_models_expression_says(monkeypatch):
+    """No hand-written copy of no_overlap or used_matches_allocations decides the replay's verdict: weaken
+    the model's invariant and the overlap goes unreported; strengthen one and a clean run is not clean."""
+    from pddgpu_verify.conformance import impl_replay
+    from pddgpu_verify.model.expr import Const, Var, eq
+    overlap = load_trace(ROOT / "traces" / "vram_recover_overlap.itf.json")
+    assert "no_overlap" in replay_on_impl(overlap, root=ROOT).observed
+    shutdown = load_trace(ROOT / "traces" / "vram_free_during_shutdown.itf.json")
+    fix = {"fix_free_always_releases": True}
+    assert replay_on_impl(shutdown, fix, root=ROOT).clean
+    with monkeypatch.context() as mp:
+        _with_property(mp, impl_replay, "no_overlap", Const(1))
+        weakened = replay_on_impl(overlap, root=ROOT)
+        assert "no_overlap" not in weakened.observed and not weakened.reproduced, format_report(weakened)
+    with monkeypatch.context() as mp:
+        _with_property(mp, impl_replay, "used_matches_allocations", eq(Var("used"), 0))
+        strict = replay_on_impl(shutdown, fix, root=ROOT)
+        assert not strict.clean and "used_matches_allocations" in strict.observed, format_report(strict)
+        o = next(o for o in strict.findings if o.property == "used_matches_allocations")
+        assert "the model's invariant used_matches_allocations is false" in o.message and "used=1" in o.message
+
+
+def test_unscheduled_calls_are_checked_by_the_models_step_assertions(monkeypatch):
+    """A call run directly (no scheduler, as the sequential conformance test runs them) is checked at its
+    allocator event by the assertions of the model's step for it."""
+    from pddgpu_verify.conformance import impl_replay
+    from pddgpu_verify.pddgpu.device import PAGE_SIZE, Resource
+    h = impl_replay.Harness("vram", 4, {}, W())
+    assert h.mgr.alloc(Resource(PAGE_SIZE)) == 0 and not h.monitor.observations
+    assert h.mgr.recover() == 0         # re-initialises the buddy under the live block
+    assert {"no_reinit_of_live_allocator", "no_buddy_metadata_leak"} <= h.monitor.properties
+    assert all("the model's assertion" in o.message for o in h.monitor.observations)
