@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model.geometry import GeometryError
-from ..model.manager import MAX_RETRIES, Workload
+from ..model.manager import Workload
 from ..model.options import OPTIONS, OptionError
-from ..model.registry import MODELS, build_model, parse_op
+from ..model.registry import MODELS, parse_op
+from ..model.run_config import MAX_UNITS, SPEC_FIELDS, RunConfig, RunConfigError, check_fields, size_problem  # noqa: F401
 
 VERDICTS = ("OK", "VIOLATION", "DEADLOCK", "LIVENESS", "INCOMPLETE")
 # spec.kind: what a spec's defect is a defect of. "defect": of the document as written (under the spec's
@@ -28,7 +29,6 @@ MAX_ROLE = 4             # error injectors, recoverers, stats readers: at most t
 # a spec's name names its trace file (``<traces-dir>/<name>.itf.json``): letters, digits, '_', '-', '.', not
 # starting with '.' or '-', so it can never leave the traces directory nor break a line
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-MAX_UNITS = 1 << 30     # the largest VRAM (minimum blocks) or GTT (pages) a spec may name
 ALWAYS = ("deadlock", "calls_return")      # checked by the explorer itself, not by a property predicate
 PROVE_FIELDS = ("lemmas", "k", "any_workers", "bmc_depth", "rlimit")
 # what the z3 back end is expected to say (expect.prove): "PROVED" = every checked property proved; for a
@@ -91,9 +91,13 @@ class Spec:
     def options(self) -> dict:
         return {**self.readings, **self.fixes}
 
+    @property
+    def run_config(self) -> RunConfig:
+        """What this spec runs: every back end and harness takes it from here."""
+        return RunConfig(self.model, self.size, self.workload, self.options, self.window, self.retry_count)
+
     def build(self):
-        m = build_model(self.model, self.options, self.workload, self.size, self.name, window=self.window,
-                        retry_count=self.retry_count)
+        m = self.run_config.build(self.name)
         if self.properties is not None:
             unknown = [p for p in self.properties if p not in m.properties and p not in ALWAYS]
             if unknown:
@@ -107,15 +111,6 @@ class Spec:
         chosen = list(model.properties) if self.properties is None else self.properties
         out = [p for p in chosen if p not in ALWAYS]
         return out + [p for p in model.bounds if p not in out]
-
-
-def size_problem(model: str, size: int) -> str | None:
-    """Why ``size`` is no allocator size of ``model`` (None: it is one); shared with the trace loader."""
-    if model == "vram" and (size < 1 or size & (size - 1) or size > MAX_UNITS):
-        return f"VRAM size must be a power of two from 1 to 2^30 minimum blocks, not {size}"
-    if model == "gtt" and not 1 <= size <= MAX_UNITS:
-        return f"GTT size must be 1 to 2^30 pages, not {size}"
-    return None
 
 
 def _get(d, key, typ, path, where, default=None, required=False):
@@ -200,15 +195,13 @@ def load_spec(path) -> Spec:
     a = _get(raw, "allocator", dict, path, "", default={})
     _known(a, ("size", "window", "retry_count"), path, "allocator")
     size = _get(a, "size", int, path, "allocator", default=4)
-    if size_problem(model, size):
-        raise SpecError(path, "allocator.size", size_problem(model, size))
     # above 32 minimum blocks / 10 pages the model tracks a window of the lowest units (model/geometry.py)
     window = _get(a, "window", int, path, "allocator")
-    if window is not None and not 1 <= window <= size:
-        raise SpecError(path, "allocator.window", f"must be 1 to allocator.size ({size}), not {window}")
     retry_count = _get(a, "retry_count", int, path, "allocator")
-    if retry_count is not None and not 1 <= retry_count <= MAX_RETRIES:
-        raise SpecError(path, "allocator.retry_count", f"must be 1 to {MAX_RETRIES}, not {retry_count}")
+    try:
+        check_fields(model, size, window, retry_count, fields=SPEC_FIELDS)
+    except RunConfigError as e:
+        raise SpecError(path, e.field, str(e)) from None
 
     t = _get(raw, "threads", dict, path, "", required=True)
     _known(t, ("workers", "error_injectors", "recoverers", "stats_readers", "shutdown", "worker_loop"), path, "threads")

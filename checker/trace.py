@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from ..model.geometry import GeometryError
-from ..model.manager import MAX_RETRIES
 from ..model.options import OptionError
-from ..model.registry import build_model, parse_op, workload_from_dict, workload_to_dict
+from ..model.registry import parse_op
+from ..model.run_config import RunConfigError, config_of_model, load_run_config
 
 FORMAT_URL = "https://apalache-mc.org/docs/adr/015adr-trace.html"
 SAFE = (1 << 53) - 1
@@ -74,23 +74,20 @@ def to_itf(model, path_states, *, spec: str, source: str, verdict: str, prop: st
         d = lay.as_dict(s)
         states.append({"#meta": {"index": i}, **{k: _itf_value(d[k]) for k in names}})
     prop_obj = model.properties.get(prop) if prop else None
+    # the run configuration (model_kind, size, options, workload; window and retry_count where they matter)
+    config = config_of_model(model).to_meta() if hasattr(model, "profile") else {
+        "model_kind": model.name, "options": model.options, "workload": None, "size": None}
     meta = {
         "format": "ITF", "format-description": FORMAT_URL,
         "source": source, "spec": spec, "backend": backend,
-        "model": model.name, "model_kind": getattr(model, "profile", None).name if hasattr(model, "profile") else model.name,
-        "options": model.options, "workload": workload_to_dict(model.workload) if hasattr(model, "workload") else None,
-        "size": model.geometry.units if hasattr(model, "geometry") else None,
+        "model": model.name, "model_kind": config.pop("model_kind"), "options": config.pop("options"),
+        "workload": config.pop("workload"), "size": config.pop("size"),
         "verdict": verdict, "property": prop,
         "property_description": prop_obj.description if prop_obj else detail,
         "thread": model.threads[thread].name if thread is not None else None,
         "loop": loop_start, "detail": detail, "transitions": transitions,
     }
-    geo = getattr(model, "geometry", None)
-    if geo is not None and geo.window is not None:
-        meta["window"] = geo.window       # the model tracks only the lowest `window` units of `size`
-    prof = getattr(model, "profile", None)
-    if prof is not None and prof.retry_count != _document_retry_count(prof.name):
-        meta["retry_count"] = prof.retry_count
+    meta.update(config)
     if extra:
         meta.update(extra)
     itf = {"#meta": meta, "vars": names, "states": states}
@@ -176,28 +173,21 @@ def load_trace(path) -> dict:
 
 def _check_meta(path, meta: dict) -> None:
     """The types of the #meta fields a replay reads, and their bounds, before any model is built."""
-    from .spec import MAX_OPS, MAX_ROLE, MAX_TOTAL_OPS, MAX_WORKERS, size_problem
-    from ..model.registry import MODELS
+    from .spec import MAX_OPS, MAX_ROLE, MAX_TOTAL_OPS, MAX_WORKERS
+    from ..model.run_config import META_FIELDS, RunConfigError, check_fields
 
     def bad(field, message):
         raise TraceError(path, f"#meta.{field}", message)
     kind = meta["model_kind"]
-    if not isinstance(kind, str) or kind not in MODELS:
-        bad("model_kind", f"unknown model {_short(kind)} (known: {', '.join(MODELS)})")
+    size = meta["size"] = _from_itf(meta["size"], path, "#meta.size")
     if not isinstance(meta["options"], dict):
         bad("options", f"must be an object of option names and values, not {_short(meta['options'])}")
-    size = _from_itf(meta["size"], path, "#meta.size")
-    if not _int(size):
-        bad("size", f"must be an integer, not {_short(size)}")
-    if size_problem(kind, size):
-        bad("size", size_problem(kind, size))
-    meta["size"] = size
-    for f in ("window", "retry_count", "loop"):
-        v = meta.get(f)
-        if v is not None and not _int(v):
-            bad(f, f"must be an integer, not {_short(v)}")
-    if meta.get("window") is not None and not 1 <= meta["window"] <= size:
-        bad("window", f"must be 1 to #meta.size ({size}), not {meta['window']}")
+    try:
+        check_fields(kind, size, meta.get("window"), meta.get("retry_count"), fields=META_FIELDS)
+    except RunConfigError as e:
+        raise TraceError(path, e.field, str(e)) from None
+    if meta.get("loop") is not None and not _int(meta["loop"]):
+        bad("loop", f"must be an integer, not {_short(meta['loop'])}")
     if not isinstance(meta["verdict"], str) or meta["verdict"] not in VERDICTS:
         bad("verdict", f"must be one of {', '.join(VERDICTS)}, not {_short(meta['verdict'])}")
     for f in ("property", "thread", "spec", "source", "backend", "model", "property_description", "detail"):
@@ -239,29 +229,12 @@ def _check_meta(path, meta: dict) -> None:
             bad(f"workload.{k}", f"must be true or false, not {_short(w[k])}")
 
 
-def _document_retry_count(kind):
-    """PDDGPU_*_ALLOC_RETRY_COUNT as the document sets it (a trace records only another value)."""
-    from ..model import gtt, vram
-    prof = {"vram": vram.PROFILE, "gtt": gtt.PROFILE}.get(kind)
-    return prof.retry_count if prof is not None else None
-
-
 def model_of_trace(path, data):
     meta = data["#meta"]
     try:
-        wl = workload_from_dict(meta["workload"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise TraceError(path, "#meta.workload", f"invalid ({e})") from None
-    window = meta.get("window")
-    if window is not None and (not isinstance(window, int) or isinstance(window, bool)):
-        raise TraceError(path, "#meta.window", f"must be an integer, not {window!r}")
-    retry_count = meta.get("retry_count")
-    if retry_count is not None and (not isinstance(retry_count, int) or isinstance(retry_count, bool)
-                                    or not 1 <= retry_count <= MAX_RETRIES):
-        raise TraceError(path, "#meta.retry_count", f"must be an integer from 1 to {MAX_RETRIES}, not {retry_count!r}")
-    try:
-        model = build_model(meta["model_kind"], meta["options"], wl, meta["size"], meta.get("model"), window=window,
-                            retry_count=retry_count)
+        model = load_run_config(meta).build(meta.get("model"))
+    except RunConfigError as e:
+        raise TraceError(path, e.field, str(e)) from None
     except KeyError as e:
         raise TraceError(path, "#meta.model_kind", f"unknown model {e}") from None
     except GeometryError as e:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 
-from ..model.geometry import geometry_for
-from ..model.manager import workload_allocs
-from ..model.options import OPTIONS, resolve
-from ..model.registry import build_model, workload_from_dict
-from .impl_replay import ImplReplayReport, Observation, checked_properties, format_report as _format_py
+from ..model.options import resolve
+from ..model.run_config import RunConfig
+from .impl_replay import ImplReplayReport, Observation, format_report as _format_py, trace_run
 from .c_build import build, defines_for
 from .monitor import ModelMonitor
 
@@ -96,12 +94,13 @@ class CHarness:
                  retry_count: int | None = None, src=None):
         if CHarness._live is not None:
             CHarness._live.close()
+        self.config = RunConfig(kind, size, workload, dict(options), window, retry_count)
         self.kind, self.size = kind, size
         self.options = resolve(dict(options))
         self.defines = defines_for(self.options, retry_count)
         self.lib = load_lib(self.defines, src)
         self.workload = workload
-        self.geo = geometry_for("buddy" if kind == "vram" else "range", size, window, *workload_allocs(workload))
+        self.geo = self.config.geometry()
         nops, ops = [], []
         for w in workload.workers:
             nops.append(len(w))
@@ -122,12 +121,17 @@ class CHarness:
         self.shutdown_seen = False
         self.history: list[tuple[str, str]] = []
         self.closed = False
-        self.model = build_model(kind, self.options, workload, size, window=window, retry_count=retry_count)
+        self.model = self.config.build()
         self.monitor = ModelMonitor(self.model, self.observe)
         self._results_seen = 0
         CHarness._live = self
         if self.lib.h_spawn_all():
             raise RuntimeError("a C thread did not reach its first scheduling point")
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, src=None) -> "CHarness":
+        return cls(cfg.kind, cfg.size, cfg.options, cfg.workload, window=cfg.window, retry_count=cfg.retry_count,
+                   src=src)
 
     # -- scheduler ------------------------------------------------------------------
     def by_name(self, name: str) -> CThread:
@@ -317,30 +321,13 @@ def replay_on_c(trace_data: dict, options_override: dict | None = None, *, prope
     """``impl_replay.replay_on_impl`` on the C managers: the trace's interleaving, its step labels met
     by the C scheduling points (with the trace's own options) and its states by the C state mapped onto the
     model's variables; then the remaining threads to the end, the thread the trace blames first."""
-    try:
-        meta = trace_data["#meta"]
-        kind, size = meta["model_kind"], meta["size"]
-        wl = workload_from_dict(meta["workload"])
-        trs = list(meta["transitions"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"not a trace of a manager model: #meta field {e} missing or invalid") from None
-    if kind not in ("vram", "gtt"):
-        raise ValueError(f"#meta.model_kind: no C implementation of model {kind!r} (only vram and gtt)")
-    for k in (options_override or {}):
-        if k not in OPTIONS:
-            raise ValueError(f"unknown option {k!r} (known: {', '.join(sorted(OPTIONS))})")
-    trace_opts = resolve(dict(meta.get("options") or {}))
-    override = dict(options_override or {})
-    opts = resolve({**trace_opts, **override})
-    strict = opts == trace_opts
-    rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
-                           meta.get("property_description", ""), strict)
-    rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
-    h = CHarness(kind, size, opts, wl, window=meta.get("window"), retry_count=meta.get("retry_count"))
+    cfg, trs, rep = trace_run(trace_data, options_override, properties, root)
+    meta, kind = trace_data["#meta"], cfg.kind
+    h = CHarness.from_config(cfg)
     rep.window = h.geo.window if h.geo.windowed else None
     try:
         rep.transitions = len(trs)
-        follow = strict
+        follow = rep.strict
         states = trace_data.get("states") or []
 
         def take(i, tr, count=True) -> bool:

@@ -31,10 +31,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..model.geometry import geometry_for
-from ..model.manager import workload_allocs
 from ..model.options import OPTIONS, resolve
-from ..model.registry import build_model, workload_from_dict
+from ..model.registry import workload_from_dict
+from ..model.run_config import RunConfig, RunConfigError, load_run_config
 from ..pddgpu import sched
 from ..pddgpu.device import (PAGE_SHIFT, PAGE_SIZE, STATE_ERROR, STATE_READY, STATE_SHUTDOWN,
                      Device, Resource)
@@ -150,6 +149,7 @@ class Harness:
 
     def __init__(self, kind: str, size: int, options: dict, workload, sleep_scale: float = 0.0,
                  window: int | None = None, retry_count: int | None = None):
+        self.config = RunConfig(kind, size, workload, dict(options), window, retry_count)
         self.kind, self.size = kind, size
         self.options = resolve(dict(options))
         self.workload = workload
@@ -161,7 +161,7 @@ class Harness:
             self.mgr.RETRY_COUNT = retry_count      # PDDGPU_*_ALLOC_RETRY_COUNT as the trace's spec set it
         # the model's geometry (for a large allocator: the window of its lowest units the model tracks), to name
         # the code's blocks by the model's candidate indices; the allocators themselves are the whole size
-        self.geo = geometry_for("buddy" if kind == "vram" else "range", size, window, *workload_allocs(workload))
+        self.geo = self.config.geometry()
         self.names: list[str] = []
         self.fns: list = []
         self.workers: list[WorkerState] = []
@@ -171,7 +171,7 @@ class Harness:
         self.fini_leaks: list | None = None
         self.stats_seen: dict = {}        # stats thread -> the Stats its get_stats returned
         self.written_off: set = set()     # vres objects of resources a skipped free lost (the model's vres is 0)
-        self.model = build_model(kind, self.options, workload, size, window=window, retry_count=retry_count)
+        self.model = self.config.build()
         self.monitor = Monitor(self)
         wl = workload
         for i, ops in enumerate(wl.workers):
@@ -187,6 +187,11 @@ class Harness:
             self._add("fini", self._fini)
         self.sched: Scheduler | None = None
         self._ident_to_index: dict[int, int] = {}
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, **kw) -> "Harness":
+        return cls(cfg.kind, cfg.size, cfg.options, cfg.workload, window=cfg.window, retry_count=cfg.retry_count,
+                   **kw)
 
     def _add(self, name, fn, *args):
         self.names.append(name)
@@ -457,8 +462,7 @@ class Monitor:
             h = self.h
             wl = workload_from_dict({"workers": [[f"alloc {min(h.geo.sizes)}", "free"]], "recoverers": 1,
                                      "shutdown": True})
-            ref = build_model(h.kind, h.options, wl, h.size, window=h.geo.window if h.geo.windowed else None,
-                              retry_count=h.mgr.RETRY_COUNT)
+            ref = h.config.with_workload(wl).build()
             # the events name blocks by the harness's candidates: usable only where both number them alike
             same = (ref.geometry.starts, ref.geometry.sizes) == (h.geo.starts, h.geo.sizes)
             self._site = ModelMonitor(ref, self.observe) if same else False
@@ -649,6 +653,30 @@ class ImplReplayReport:
         return "OTHER" if self.findings else "NOT REPRODUCED"
 
 
+def trace_run(trace_data: dict, options_override: dict | None, properties, root):
+    """The run a trace describes (its ``#meta`` read by ``load_run_config``) with ``options_override`` on top,
+    its transitions, and the report to fill; shared by the replays on the Python and the C code."""
+    try:
+        meta = trace_data["#meta"]
+        trs = list(meta["transitions"])
+        cfg = load_run_config(meta)
+    except RunConfigError as e:
+        raise ValueError(f"{e.field}: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not a trace of a manager model: #meta field {e} missing or invalid") from None
+    for k in (options_override or {}):
+        if k not in OPTIONS:
+            raise ValueError(f"unknown option {k!r} (known: {', '.join(sorted(OPTIONS))})")
+    trace_opts = cfg.resolved_options
+    override = dict(options_override or {})
+    cfg = cfg.with_options(override)
+    opts = cfg.resolved_options
+    rep = ImplReplayReport(cfg.kind, cfg.size, trace_opts, opts, override, meta.get("verdict", ""),
+                           meta.get("property"), meta.get("property_description", ""), opts == trace_opts)
+    rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
+    return cfg, trs, rep
+
+
 def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, properties=None, root=None,
                    loop_repeats: int = 2, finish_budget: int = 5000) -> ImplReplayReport:
     """Drive the implementation through the trace's interleaving; see the module doc.
@@ -658,32 +686,15 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     those the trace's spec checks, found through ``#meta.source`` relative to
     ``root`` or the working directory; all when unknown).  Violations of
     other properties are reported apart."""
-    try:
-        meta = trace_data["#meta"]
-        kind, size = meta["model_kind"], meta["size"]
-        wl = workload_from_dict(meta["workload"])
-        trs = list(meta["transitions"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"not a trace of a manager model: #meta field {e} missing or invalid") from None
-    if kind not in ("vram", "gtt"):
-        raise ValueError(f"#meta.model_kind: no implementation of model {kind!r} (only vram and gtt)")
-    for k in (options_override or {}):
-        if k not in OPTIONS:
-            raise ValueError(f"unknown option {k!r} (known: {', '.join(sorted(OPTIONS))})")
-    trace_opts = resolve(dict(meta.get("options") or {}))
-    override = dict(options_override or {})
-    opts = resolve({**trace_opts, **override})
-    strict = opts == trace_opts
-    rep = ImplReplayReport(kind, size, trace_opts, opts, override, meta.get("verdict", ""), meta.get("property"),
-                           meta.get("property_description", ""), strict)
-    rep.checked = list(properties) if properties is not None else checked_properties(meta, root)
-    h = Harness(kind, size, opts, wl, window=meta.get("window"), retry_count=meta.get("retry_count"))
+    cfg, trs, rep = trace_run(trace_data, options_override, properties, root)
+    meta, kind = trace_data["#meta"], cfg.kind
+    h = Harness.from_config(cfg)
     rep.window = h.geo.window if h.geo.windowed else None
     s = Scheduler()
     try:
         h.spawn_all(s)
         rep.transitions = len(trs)
-        follow_labels = strict
+        follow_labels = rep.strict
 
         def take(i, tr, count=True) -> bool:
             nonlocal follow_labels

@@ -9,9 +9,8 @@ MODELS = {"vram": vram.make, "gtt": gtt.make}
 
 def build_model(model: str, options: dict, workload: Workload, size: int, name: str | None = None,
                 window: int | None = None, retry_count: int | None = None):
-    if model not in MODELS:
-        raise KeyError(model)
-    return MODELS[model](options, workload, size, name or model, window=window, retry_count=retry_count)
+    from .run_config import RunConfig
+    return RunConfig(model, size, workload, dict(options), window, retry_count).build(name)
 
 
 def workload_to_dict(w: Workload) -> dict:

@@ -459,22 +459,22 @@ def test_c_monitor_reports_what_the_models_expression_says(monkeypatch):
     overlap trace reproduces nothing; with used_matches_allocations strengthened the fixed run is not clean."""
     from dataclasses import replace
 
-    from pddgpu_verify.conformance import c_harness
     from pddgpu_verify.model.expr import Const, Var, eq
-    real = c_harness.build_model
+    from pddgpu_verify.model.run_config import RunConfig
+    real = RunConfig.build
 
     def with_property(name, expr):
-        def build(*a, **k):
-            m = real(*a, **k)
+        def build(self, *a, **k):
+            m = real(self, *a, **k)
             m.properties[name] = replace(m.properties[name], expr=expr)
             return m
         return build
     overlap = load_trace(ROOT / "traces" / "vram_recover_overlap.itf.json")
     assert "no_overlap" in replay_on_c(overlap, root=ROOT).observed
-    monkeypatch.setattr(c_harness, "build_model", with_property("no_overlap", Const(1)))
+    monkeypatch.setattr(RunConfig, "build", with_property("no_overlap", Const(1)))
     rep = replay_on_c(overlap, root=ROOT)
     assert "no_overlap" not in rep.observed and not rep.reproduced, format_c_report(rep)
     shutdown = load_trace(ROOT / "traces" / "vram_free_during_shutdown.itf.json")
-    monkeypatch.setattr(c_harness, "build_model", with_property("used_matches_allocations", eq(Var("used"), 0)))
+    monkeypatch.setattr(RunConfig, "build", with_property("used_matches_allocations", eq(Var("used"), 0)))
     rep = replay_on_c(shutdown, {"fix_free_always_releases": True}, root=ROOT)
     assert "used_matches_allocations" in rep.observed and not rep.clean, format_c_report(rep)

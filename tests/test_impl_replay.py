@@ -187,22 +187,23 @@ def test_bad_input_is_a_value_error(tmp_path):
 
 # -- the monitor is the model's expressions ------------------------------------------------------------------
 
-def _with_property(monkeypatch, module, name, expr):
-    """Every model ``module`` builds from now on has ``name``'s expression replaced by ``expr``."""
+def _with_property(monkeypatch, name, expr):
+    """Every model built from a run configuration from now on has ``name``'s expression replaced by ``expr``."""
     from dataclasses import replace
-    real = module.build_model
 
-    def build(*a, **k):
-        m = real(*a, **k)
+    from pddgpu_verify.model.run_config import RunConfig
+    real = RunConfig.build
+
+    def build(self, *a, **k):
+        m = real(self, *a, **k)
         m.properties[name] = replace(m.properties[name], expr=expr)
         return m
-    monkeypatch.setattr(module, "build_model", build)
+    monkeypatch.setattr(RunConfig, "build", build)
 
 
 def test_monitor_reports_what_the_models_expression_says(monkeypatch):
     """No hand-written copy of no_overlap or used_matches_allocations decides the replay's verdict: weaken
     the model's invariant and the overlap goes unreported; strengthen one and a clean run is not clean."""
-    from pddgpu_verify.conformance import impl_replay
     from pddgpu_verify.model.expr import Const, Var, eq
     overlap = load_trace(ROOT / "traces" / "vram_recover_overlap.itf.json")
     assert "no_overlap" in replay_on_impl(overlap, root=ROOT).observed
@@ -210,11 +211,11 @@ def test_monitor_reports_what_the_models_expression_says(monkeypatch):
     fix = {"fix_free_always_releases": True}
     assert replay_on_impl(shutdown, fix, root=ROOT).clean
     with monkeypatch.context() as mp:
-        _with_property(mp, impl_replay, "no_overlap", Const(1))
+        _with_property(mp, "no_overlap", Const(1))
         weakened = replay_on_impl(overlap, root=ROOT)
         assert "no_overlap" not in weakened.observed and not weakened.reproduced, format_report(weakened)
     with monkeypatch.context() as mp:
-        _with_property(mp, impl_replay, "used_matches_allocations", eq(Var("used"), 0))
+        _with_property(mp, "used_matches_allocations", eq(Var("used"), 0))
         strict = replay_on_impl(shutdown, fix, root=ROOT)
         assert not strict.clean and "used_matches_allocations" in strict.observed, format_report(strict)
         o = next(o for o in strict.findings if o.property == "used_matches_allocations")
