@@ -17,10 +17,15 @@
 holes (every other page of 2^18 pages free): a 2-page LOW and a 2-page HIGH
 insertion (insert + remove, mean), which must skip every small hole.
 
-``main()`` prints them; ``markdown()`` renders them beside the figures issue
-10 recorded before the rewrite.  Pure pddgpu: no checker import.  Timings
-are wall-clock and depend on the machine and its load; nothing asserts on
-them.
+Each figure is measured with two clocks over the same calls: wall-clock
+under its key, CPU time of the process (``time.process_time``) under the key
+plus ``_cpu``.  On a shared machine the CPU time moves much less with the
+load.
+
+``main()`` prints them and the load average before and after;
+``markdown()`` renders them beside the figures issue 10 recorded before the
+rewrite.  Pure pddgpu: no checker import.  Timings depend on the machine
+and its load; nothing asserts on them.
 """
 from __future__ import annotations
 
@@ -59,11 +64,16 @@ MM_ROWS = (
 )
 
 
-def _mean(fn: Callable[[], object], n: int) -> float:
-    t = time.perf_counter()
+def _mean(fn: Callable[[], object], n: int) -> tuple[float, float]:
+    """Mean wall and CPU seconds of ``n`` calls."""
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t) / n
+    return (time.perf_counter() - t) / n, (time.process_time() - c) / n
+
+
+def _put(out: dict, key: str, times: tuple[float, float], scale: float = 1.0) -> None:
+    out[key], out[key + "_cpu"] = times[0] * scale, times[1] * scale
 
 
 def run(size: int = GiB, cls=BuddyAllocator, quick: bool = False, repeat: int = 1) -> dict:
@@ -83,14 +93,14 @@ def _run_once(size: int, cls, quick: bool) -> dict:
     # single-page allocation on a fresh allocator
     mm = cls(size, PAGE)
     batch = 2000 if quick else 10000
-    out["alloc_1page_us"] = _mean(lambda: mm.alloc_blocks(0, size, PAGE, PAGE, 0), batch) * 1e6
+    _put(out, "alloc_1page_us", _mean(lambda: mm.alloc_blocks(0, size, PAGE, PAGE, 0), batch), 1e6)
 
     # fill page by page
     mm = cls(size, PAGE)
     alloc = mm.alloc_blocks
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     blocks = [alloc(0, size, PAGE, PAGE, 0) for _ in range(pages)]
-    out["fill_1g_s"] = time.perf_counter() - t
+    _put(out, "fill_1g_s", (time.perf_counter() - t, time.process_time() - c))
 
     # the same with the cyclic garbage collector paused: the allocator's own
     # work, without the collector's passes over the growing set of blocks
@@ -99,9 +109,9 @@ def _run_once(size: int, cls, quick: bool) -> dict:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         kept = [alloc2(0, size, PAGE, PAGE, 0) for _ in range(pages)]
-        out["fill_1g_nogc_s"] = time.perf_counter() - t
+        _put(out, "fill_1g_nogc_s", (time.perf_counter() - t, time.process_time() - c))
     finally:
         if was_enabled:
             gc.enable()
@@ -117,7 +127,7 @@ def _run_once(size: int, cls, quick: bool) -> dict:
         got = m.alloc_blocks(lo, hi, PAGE, PAGE, RANGE_ALLOCATION)
         m.free_blocks(got)
 
-    out["range_131k_us"] = _mean(range_once, reps) * 1e6
+    _put(out, "range_131k_us", _mean(range_once, reps), 1e6)
 
     def contig_fail(m=mm):
         try:
@@ -126,7 +136,7 @@ def _run_once(size: int, cls, quick: bool) -> dict:
             return
         raise AssertionError("the contiguous request should fail")
 
-    out["contig_fail_ms"] = _mean(contig_fail, max(reps // 20, 3)) * 1e3
+    _put(out, "contig_fail_ms", _mean(contig_fail, max(reps // 20, 3)), 1e3)
     del mm
 
     # 100 free pages: 32 of them in the window, the rest spread out; the
@@ -140,7 +150,7 @@ def _run_once(size: int, cls, quick: bool) -> dict:
             mm.alloc_blocks(cursor * PAGE, p * PAGE, (p - cursor) * PAGE, PAGE, 0)
         cursor = p + 1
     assert mm.avail == len(free_pages) * PAGE
-    out["range_100_us"] = _mean(lambda: range_once(mm), reps) * 1e6
+    _put(out, "range_100_us", _mean(lambda: range_once(mm), reps), 1e6)
     return out
 
 
@@ -158,7 +168,7 @@ def run_mm(cls=RangeAllocator, quick: bool = False) -> dict:
         def once(m=mm, mode=mode):
             m.remove_node(m.insert_node(2, mode=mode))
         once()                      # the first search may build an index
-        out[key] = _mean(once, reps) * 1e6
+        _put(out, key, _mean(once, reps), 1e6)
     return out
 
 
@@ -169,21 +179,36 @@ def _fmt(v: float | None) -> str:
 
 
 def markdown(after: dict, before: dict | None = None, note: str = "") -> str:
+    """A table of ``after`` (wall and CPU) beside ``before`` (issue 10's
+    figures unless given; its CPU column shows where ``before`` has one)."""
     before = BEFORE if before is None else before
-    lines = ["| measurement | unit | before (issue 10) | after | target |", "|---|---|---|---|---|"]
+    lines = ["| measurement | unit | before, wall | before, CPU | after, wall | after, CPU | target |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for key, label, unit, target in ROWS + MM_ROWS:
-        lines.append(f"| {label} | {unit} | {_fmt(before.get(key))} | {_fmt(after.get(key))} | {target} |")
+        cells = (before.get(key), before.get(key + "_cpu"), after.get(key), after.get(key + "_cpu"))
+        lines.append(f"| {label} | {unit} | " + " | ".join(_fmt(v) for v in cells) + f" | {target} |")
     return "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     import sys
     argv = sys.argv[1:] if argv is None else argv
+    load = _loadavg()
     res = run(quick="--quick" in argv, repeat=1 if "--quick" in argv else 3)
     res.update(run_mm(quick="--quick" in argv))
+    print(f"{'':60s} {'wall':>12s} {'CPU':>12s}")
     for key, label, unit, _ in ROWS + MM_ROWS:
-        print(f"{label:60s} {res[key]:12.3f} {unit}")
+        print(f"{label:60s} {res[key]:12.3f} {res[key + '_cpu']:12.3f} {unit}")
+    print(f"load average (1, 5, 15 min): {load} at start, {_loadavg()} at end")
     return res
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

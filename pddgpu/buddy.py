@@ -100,40 +100,85 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
+# Node codes in BuddyAllocator._st: the state, plus 1 when clear.
+_FREE = 0
+_SPLIT = 2
+_ALLOC = 4
+_STATE_OF = (FREE, FREE, SPLIT, SPLIT, ALLOCATED, ALLOCATED)
+
+
 class Block:
     """A node of the buddy tree.  Only ALLOCATED blocks belong to callers.
 
     ``clear`` is the kernel's header clear bit: for a free block, its memory
     is known to be zeroed; for an allocated one, it was served from zeroed
-    memory (the caller need not clear it)."""
+    memory (the caller need not clear it).
 
-    __slots__ = ("offset", "order", "state", "parent", "left", "right", "clear", "_chunk_size")
+    The tree itself lives in the allocator as integers (see
+    ``BuddyAllocator``); a Block is a handle on one node, made when a caller
+    is given the node and kept while the node exists, so a node is always
+    the same object.  A handle whose node was merged away, or one made
+    directly (``Block(offset, order, None, chunk_size)``), is detached: it
+    belongs to no allocator and reads as a free block without relatives."""
 
-    def __init__(self, offset: int, order: int, parent: Block | None, chunk_size: int) -> None:
+    __slots__ = ("offset", "order", "size", "_mm", "_clear")
+
+    def __init__(self, offset: int, order: int, parent: Block | None = None, chunk_size: int = _PAGE_SIZE) -> None:
         self.offset = offset
         self.order = order
-        self.state = FREE
-        self.parent = parent
-        self.left: Block | None = None
-        self.right: Block | None = None
-        self.clear = False
-        self._chunk_size = chunk_size
-
-    @property
-    def size(self) -> int:
-        return self._chunk_size << self.order
+        self.size = chunk_size << order
+        self._mm: BuddyAllocator | None = None
+        self._clear = False
 
     @property
     def end(self) -> int:
-        return self.offset + (self._chunk_size << self.order)
+        return self.offset + self.size
+
+    @property
+    def state(self) -> BlockState:
+        mm = self._mm
+        if mm is None:
+            return FREE
+        return _STATE_OF[mm._st[mm._key_of(self)]]
+
+    @property
+    def clear(self) -> bool:
+        mm = self._mm
+        if mm is None:
+            return self._clear
+        return bool(mm._st[mm._key_of(self)] & 1)
+
+    @property
+    def parent(self) -> Block | None:
+        mm = self._mm
+        if mm is None:
+            return None
+        key = mm._key_of(self)
+        return None if key in mm._root_keys else mm._handle(key >> 1)
+
+    @property
+    def left(self) -> Block | None:
+        return self._child(0)
+
+    @property
+    def right(self) -> Block | None:
+        return self._child(1)
+
+    def _child(self, side: int) -> Block | None:
+        mm = self._mm
+        if mm is None:
+            return None
+        key = mm._key_of(self)
+        return mm._handle(key << 1 | side) if mm._st[key] >> 1 == 1 else None
 
     @property
     def buddy(self) -> Block | None:
         """The sibling this block merges with, None for a root."""
-        p = self.parent
-        if p is None:
+        mm = self._mm
+        if mm is None:
             return None
-        return p.right if p.left is self else p.left
+        key = mm._key_of(self)
+        return None if key in mm._root_keys else mm._handle(key ^ 1)
 
     @property
     def is_allocated(self) -> bool:
@@ -156,12 +201,24 @@ class Block:
         return f"Block(offset={self.offset:#x}, order={self.order}, size={self.size:#x}, {self.state.value}{clear})"
 
 
-class _Fail(Exception):
-    """Internal: an allocation step failed with ENOSPC."""
+_new_block = object.__new__
 
 
 class BuddyAllocator:
-    """drm_buddy-style allocator over [0, size) in units of ``chunk_size``."""
+    """drm_buddy-style allocator over [0, size) in units of ``chunk_size``.
+
+    The tree is kept as integers, not objects.  A node is its index in the
+    implicit binary tree over the smallest power of two of chunks covering
+    the allocator (``M`` levels): the node of order ``o`` at chunk ``page``
+    is ``1 << (M - o) | page >> o``, so its children are ``2k`` and
+    ``2k + 1``, its parent ``k >> 1`` and its buddy ``k ^ 1``; the roots are
+    some of these nodes.  ``_st`` maps each existing node to its code
+    (``_FREE``, ``_SPLIT`` or ``_ALLOC``, plus 1 when clear).  Dicts and
+    lists of ints cost Python's cyclic garbage collector little (a dict of
+    ints is not tracked at all), where two tracked objects per split made
+    its passes most of the cost of filling 1 GiB page by page; the indexes
+    of one level are consecutive, which suits the dicts' hashing.  Block
+    handles exist only for nodes a caller was given."""
 
     def __init__(self, size: int, chunk_size: int) -> None:
         if not isinstance(size, int) or not isinstance(chunk_size, int) or isinstance(size, bool):
@@ -176,22 +233,35 @@ class BuddyAllocator:
         size -= size % chunk_size
         self._size = size
         self._chunk_size = chunk_size
-        self._chunk_shift = chunk_size.bit_length() - 1
+        shift = self._chunk_shift = chunk_size.bit_length() - 1
         self._avail = size
         self._clear_avail = 0
-        self._max_order = size.bit_length() - 1 - self._chunk_shift
+        self._max_order = size.bit_length() - 1 - shift
         assert self._max_order <= MAX_ORDER
+        self._M = ((size >> shift) - 1).bit_length()
+        # One int object per order for the handles' sizes (fewer objects).
+        self._sizes = tuple(chunk_size << o for o in range(self._max_order + 1))
+        # Per order: the key of the node at offset 0, and the shift from an
+        # offset to the node's index in its level (key = base | off >> shift).
+        self._bases = tuple(1 << (self._M - o) for o in range(self._max_order + 1))
+        self._shifts = tuple(shift + o for o in range(self._max_order + 1))
         self._dead = False
-        # Per tree and order: offset -> free block (the kernel's rb-trees),
-        # plus a lazily pruned max-heap of offsets for "highest free block".
+        self._st: dict[int, int] = {}
+        # Per tree and order: the free nodes (a dict used as a set, for the
+        # kernel's rb-trees), plus a lazily pruned max-heap of the same keys
+        # for "highest free block" (keys of one order sort like offsets).
         n = self._max_order + 1
-        self._free: list[list[dict[int, Block]]] = [[{} for _ in range(n)] for _ in range(2)]
+        self._free: list[list[dict[int, None]]] = [[{} for _ in range(n)] for _ in range(2)]
         self._heaps: list[list[list[int]]] = [[[] for _ in range(n)] for _ in range(2)]
-        # Allocated blocks never overlap, so the offset is a unique key; an
+        # Allocated blocks by first chunk: they never overlap, so an
         # identity check against it rejects double and foreign frees in O(1).
         self._allocated: dict[int, Block] = {}
+        # Handles of the existing nodes that are not allocated, by key.
+        self._handles: dict[int, Block] = {}
+        # A node whose parent link is cut for the time of a trim (-1: none).
+        self._detached = -1
         # For offset-aligned requests: per tree and order, offset alignment
-        # level (trailing zero bits) -> max-heap of offsets, lazily pruned --
+        # level (trailing zero bits) -> max-heap of keys, lazily pruned --
         # the kernel's subtree_max_alignment augmentation.  Built on the
         # first offset-aligned request, then kept up to date.
         self._aligned: list[list[dict[int, list[int]]]] | None = None
@@ -200,13 +270,14 @@ class BuddyAllocator:
         roots = []
         offset, remaining = 0, size
         while remaining:
-            order = remaining.bit_length() - 1 - self._chunk_shift
-            root = Block(offset, order, None, chunk_size)
-            self._mark_free(root)
-            roots.append(root)
-            offset += root.size
-            remaining -= root.size
+            order = remaining.bit_length() - 1 - shift
+            key = 1 << (self._M - order) | (offset >> shift) >> order
+            self._mark_free(key, order, 0)
+            roots.append(key)
+            offset += chunk_size << order
+            remaining -= chunk_size << order
         self._roots = tuple(roots)
+        self._root_keys = frozenset(roots)
 
     # -- public read-only state ------------------------------------------
 
@@ -229,7 +300,7 @@ class BuddyAllocator:
     @property
     def roots(self) -> tuple[Block, ...]:
         self._check_alive()
-        return self._roots
+        return tuple(self._handle(k) for k in self._roots)
 
     @property
     def avail(self) -> int:
@@ -249,15 +320,15 @@ class BuddyAllocator:
     def iter_free_blocks(self) -> Iterator[Block]:
         """Free blocks in address order (for debugging and invariant checks)."""
         self._check_alive()
-        blocks = [b for t in self._free for d in t for b in d.values()]
-        return iter(sorted(blocks, key=lambda b: b.offset))
+        found = sorted((self._off(k, o), k) for t in self._free for o, d in enumerate(t) for k in d)
+        return iter([self._handle(k) for _, k in found])
 
     def free_blocks_of_order(self, order: int, clear: bool | None = None) -> list[Block]:
         """The free blocks of one order (of one free tree if ``clear`` is
         given), in address order: what the kernel's per-order trees hold."""
         self._check_alive()
         trees = (0, 1) if clear is None else ((_CLEAR_TREE,) if clear else (_DIRTY_TREE,))
-        return sorted((b for t in trees for b in self._free[t][order].values()), key=lambda b: b.offset)
+        return [self._handle(k) for k in sorted(k for t in trees for k in self._free[t][order])]
 
     # -- allocation -------------------------------------------------------
 
@@ -278,7 +349,7 @@ class BuddyAllocator:
                 and not size & (size - 1) and type(start) is int and type(end) is int
                 and 0 <= start and start + size <= self._size and start + size != end
                 and 0 <= end <= self._size and not (start | end) & (cs - 1)):
-            block = self._fast_freetree(size, flags)
+            block = self._from_freetree((size >> self._chunk_shift).bit_length() - 1, flags)
             if block is not None:
                 return [block]
             # else: the general path below fails (or force-merges) as the kernel does
@@ -357,7 +428,6 @@ class BuddyAllocator:
                     return self._try_harder_or_fail(original_size, original_min)
                 self._free_internal(allocated)
                 raise AllocError(ENOSPC, f"cannot satisfy {original_size:#x} bytes (flags={flags:#x})")
-            self._take(block)
             allocated.append(block)
             pages -= 1 << order
             if not pages:
@@ -404,7 +474,7 @@ class BuddyAllocator:
         """gpu_buddy_free_block: the block keeps its clear state."""
         self._check_alive()
         self._check_owned(block)
-        self._release(block)
+        self._release(block, -1)
 
     def free_blocks(self, blocks: Iterable[Block], flags: int = 0) -> None:
         """gpu_buddy_free_list: free every block, marking each clear with
@@ -419,10 +489,9 @@ class BuddyAllocator:
             if id(b) in seen:
                 raise AllocatorBug(f"{b!r} appears twice in the list being freed")
             seen.add(id(b))
-        mark = bool(flags & CLEARED)
+        mark = 1 if flags & CLEARED else 0
         for b in blocks:
-            b.clear = mark
-            self._release(b)
+            self._release(b, mark)
 
     def reset_clear(self, is_clear: bool) -> None:
         """gpu_buddy_reset_clear: merge everything mergeable, then mark every
@@ -430,15 +499,16 @@ class BuddyAllocator:
         self._check_alive()
         self._merge_all()
         src = _DIRTY_TREE if is_clear else _CLEAR_TREE
+        mark = 1 if is_clear else 0
+        cs = self._chunk_size
         for order in range(self._max_order + 1):
-            for block in list(self._free[src][order].values()):
-                self._unlink_free(block)
+            for key in list(self._free[src][order]):
+                self._unlink_free(key, order, mark ^ 1)
                 if is_clear:
-                    self._clear_avail += block.size
+                    self._clear_avail += cs << order
                 else:
-                    self._clear_avail -= block.size
-                block.clear = is_clear
-                self._link_free(block)
+                    self._clear_avail -= cs << order
+                self._mark_free(key, order, mark)
 
     def fini(self) -> list[Block]:
         """Tear down; returns the blocks still allocated (the leak report)."""
@@ -453,44 +523,57 @@ class BuddyAllocator:
     def check_invariants(self) -> None:
         """Raise AllocatorBug if the tree or the bookkeeping is inconsistent."""
         self._check_alive()
+        cs = self._chunk_size
+        st = self._st
         free_total = alloc_total = clear_total = 0
-        seen_free = seen_alloc = 0
+        seen_free = seen_alloc = seen = 0
         stack = list(self._roots)
         while stack:
-            b = stack.pop()
-            if b.offset % b.size:
-                raise AllocatorBug(f"{b!r} not aligned to its size")
-            if b.state is SPLIT:
-                l, r = b.left, b.right
-                if l is None or r is None or l.parent is not b or r.parent is not b:
-                    raise AllocatorBug(f"{b!r} has broken children")
-                if l.order != b.order - 1 or l.offset != b.offset or r.offset != l.end:
-                    raise AllocatorBug(f"{b!r} children do not halve it")
-                if l.state is FREE and r.state is FREE and l.clear == r.clear:
-                    raise AllocatorBug(f"{b!r} has two free children that should have merged")
-                if b.clear:
-                    raise AllocatorBug(f"split {b!r} marked clear")
-                stack += (l, r)
-            elif b.state is FREE:
-                tree = _CLEAR_TREE if b.clear else _DIRTY_TREE
-                if self._free[tree][b.order].get(b.offset) is not b:
-                    raise AllocatorBug(f"{b!r} missing from its free tree")
-                free_total += b.size
-                clear_total += b.size if b.clear else 0
+            key = stack.pop()
+            o = self._order_of(key)
+            off = self._off(key, o)
+            size = cs << o
+            code = st.get(key)
+            if code is None:
+                raise AllocatorBug(f"node {off:#x}/{o} missing from the tree")
+            seen += 1
+            if off % size or off + size > self._size:
+                raise AllocatorBug(f"node {off:#x}/{o} not aligned to its size or outside the allocator")
+            if code >> 1 == 1:
+                left, right = key << 1, key << 1 | 1
+                if not o or left not in st or right not in st:
+                    raise AllocatorBug(f"split node {off:#x}/{o} has broken children")
+                if st[left] == st[right] and st[left] <= 1:
+                    raise AllocatorBug(f"split node {off:#x}/{o} has two free children that should have merged")
+                if code & 1:
+                    raise AllocatorBug(f"split node {off:#x}/{o} marked clear")
+                stack += (left, right)
+            elif code >> 1 == 0:
+                tree = _CLEAR_TREE if code & 1 else _DIRTY_TREE
+                if key not in self._free[tree][o]:
+                    raise AllocatorBug(f"free node {off:#x}/{o} missing from its free tree")
+                free_total += size
+                clear_total += size if code & 1 else 0
                 seen_free += 1
             else:
-                if self._allocated.get(b.offset) is not b:
-                    raise AllocatorBug(f"{b!r} missing from the allocated set")
-                alloc_total += b.size
+                b = self._allocated.get(off >> self._chunk_shift)
+                if b is None or b.order != o or b.offset != off or b._mm is not self:
+                    raise AllocatorBug(f"allocated node {off:#x}/{o} missing from the allocated set")
+                alloc_total += size
                 seen_alloc += 1
+        if seen != len(st):
+            raise AllocatorBug("nodes outside the tree")
         if seen_free != sum(len(d) for t in self._free for d in t) or seen_alloc != len(self._allocated):
             raise AllocatorBug("free trees or allocated set hold blocks outside the tree")
+        for key, h in self._handles.items():
+            if h._mm is not self or self._key_of(h) != key or st.get(key, _ALLOC) >= _ALLOC:
+                raise AllocatorBug(f"stale handle {h!r}")
         if free_total != self._avail or free_total + alloc_total != self._size:
             raise AllocatorBug(f"avail {self._avail:#x} != free {free_total:#x}")
         if clear_total != self._clear_avail:
             raise AllocatorBug(f"clear_avail {self._clear_avail:#x} != clear free {clear_total:#x}")
 
-    # -- internals: bookkeeping -------------------------------------------
+    # -- internals: nodes and handles ---------------------------------------
 
     def _check_alive(self) -> None:
         if self._dead:
@@ -498,104 +581,171 @@ class BuddyAllocator:
 
     def _check_owned(self, block: object) -> None:
         off = getattr(block, "offset", None)
-        if off is None or self._allocated.get(off) is not block:
+        if type(off) is not int or self._allocated.get(off >> self._chunk_shift) is not block:
             raise AllocatorBug(f"{block!r} is not allocated from this allocator")
 
-    def _link_free(self, block: Block) -> None:
-        tree = _CLEAR_TREE if block.clear else _DIRTY_TREE
-        free = self._free[tree][block.order]
-        if not free:
-            free[block.offset] = block
-            self._heaps[tree][block.order] = [-block.offset]
-            if self._aligned is not None:
-                self._aligned_push(tree, block.order, block.offset)
-            return
-        free[block.offset] = block
-        if self._aligned is not None:
-            self._aligned_push(tree, block.order, block.offset)
-        heap = self._heaps[tree][block.order]
-        heappush(heap, -block.offset)
-        # Stale heap entries are dropped lazily; rebuild before they dominate.
-        if len(heap) > 2 * len(free) + 64:
-            heap[:] = [-off for off in free]
-            heapq.heapify(heap)
+    def _order_of(self, key: int) -> int:
+        return self._M + 1 - key.bit_length()
 
-    def _unlink_free(self, block: Block) -> None:
-        del self._free[_CLEAR_TREE if block.clear else _DIRTY_TREE][block.order][block.offset]
+    def _off(self, key: int, order: int) -> int:
+        return (key - (1 << (self._M - order))) << (order + self._chunk_shift)
 
-    def _mark_free(self, block: Block) -> None:
-        block.state = FREE
-        self._link_free(block)
+    def _item(self, key: int) -> int:
+        o = self._order_of(key)
+        return self._off(key, o) | o
 
-    def _highest(self, tree: int, order: int) -> Block | None:
+    def _key_of(self, block: Block) -> int:
+        o = block.order
+        return 1 << (self._M - o) | (block.offset >> self._chunk_shift) >> o
+
+    def _handle(self, key: int) -> Block:
+        """The handle of an existing node, made on first use."""
+        o = self._order_of(key)
+        off = self._off(key, o)
+        if self._st[key] >= _ALLOC:
+            return self._allocated[off >> self._chunk_shift]
+        h = self._handles.get(key)
+        if h is None:
+            h = _new_block(Block)
+            h.offset = off
+            h.order = o
+            h.size = self._sizes[o]
+            h._mm = self                       # _clear is only read once detached
+            self._handles[key] = h
+        return h
+
+    def _detach(self, key: int, clear: int) -> None:
+        """The node ``key`` ceases to exist: its handle, if any, is detached."""
+        h = self._handles.pop(key, None)
+        if h is not None:
+            h._mm = None
+            h._clear = bool(clear)
+
+    # -- internals: free trees ---------------------------------------------
+
+    def _link_free(self, key: int, order: int, clear: int) -> None:
+        tree = clear ^ 1                       # _CLEAR_TREE is 0
         free = self._free[tree][order]
         if not free:
-            return None
+            free[key] = None
+            self._heaps[tree][order] = [-key]
+        else:
+            free[key] = None
+            heap = self._heaps[tree][order]
+            heappush(heap, -key)
+            # Stale heap entries are dropped lazily; rebuild before they dominate.
+            if len(heap) > 2 * len(free) + 64:
+                heap[:] = [-k for k in free]
+                heapq.heapify(heap)
+        if self._aligned is not None:
+            self._aligned_push(tree, order, key)
+
+    def _unlink_free(self, key: int, order: int, clear: int) -> None:
+        del self._free[clear ^ 1][order][key]
+
+    def _mark_free(self, key: int, order: int, clear: int) -> None:
+        self._st[key] = clear
+        self._link_free(key, order, clear)
+
+    def _highest(self, tree: int, order: int) -> int:
+        """The free node of highest offset of one tree and order, -1 if none."""
+        free = self._free[tree][order]
+        if not free:
+            return -1
         heap = self._heaps[tree][order]
-        while True:
-            b = free.get(-heap[0])
-            if b is not None:
-                return b
-            heapq.heappop(heap)
+        while -heap[0] not in free:
+            heappop(heap)
+        return -heap[0]
 
-    def _split(self, block: Block) -> None:
-        self._unlink_free(block)
-        block.state = SPLIT
-        o = block.order - 1
-        cs = self._chunk_size
-        left = block.left = Block(block.offset, o, block, cs)
-        right = block.right = Block(block.offset + (cs << o), o, block, cs)
-        if block.clear:
-            left.clear = right.clear = True
-            block.clear = False
-        self._link_free(left)
-        self._link_free(right)
+    def _lowest_order_highest(self, tree: int, order: int) -> int:
+        """The highest free node of the smallest order at least ``order``
+        that has one, in one tree; -1 if none."""
+        free = self._free[tree]
+        for o in range(order, self._max_order + 1):
+            if free[o]:
+                return self._highest(tree, o)
+        return -1
 
-    def _take(self, block: Block) -> None:
-        """mark_allocated and the accounting of the caller."""
-        self._unlink_free(block)
-        block.state = ALLOCATED
-        self._avail -= block.size
-        if block.clear:
-            self._clear_avail -= block.size
-        self._allocated[block.offset] = block
+    def _split(self, key: int, order: int) -> None:
+        """split_block on a free node: both halves free, of its clear state."""
+        st = self._st
+        clear = st[key]
+        self._unlink_free(key, order, clear)
+        st[key] = _SPLIT
+        self._mark_free(key << 1, order - 1, clear)
+        self._mark_free(key << 1 | 1, order - 1, clear)
 
-    def _merge_up(self, block: Block, force: bool) -> int:
-        """__gpu_buddy_free: merge a block (not in any free tree) with its
-        free buddies and put the result in the free trees; its order."""
-        block.state = FREE
-        while block.parent is not None:
-            buddy = block.buddy
-            if buddy.state is not FREE:
+    def _take(self, key: int, order: int) -> Block:
+        """mark_allocated on a free node in its free tree."""
+        clear = self._st[key]
+        self._unlink_free(key, order, clear)
+        return self._claim(key, order, clear)
+
+    def _claim(self, key: int, order: int, clear: int) -> Block:
+        """mark_allocated on a free node already out of the free trees, and
+        the accounting of the caller."""
+        self._st[key] = _ALLOC | clear
+        page = (key - (1 << (self._M - order))) << order
+        size = self._sizes[order]
+        self._avail -= size
+        if clear:
+            self._clear_avail -= size
+        h = self._handles.pop(key, None) if self._handles else None
+        if h is None:
+            h = _new_block(Block)
+            h.offset = page << self._chunk_shift
+            h.order = order
+            h.size = size
+            h._mm = self                       # _clear is only read once detached
+        self._allocated[page] = h
+        return h
+
+    def _merge_up(self, key: int, order: int, clear: int, force: bool) -> int:
+        """__gpu_buddy_free: merge a free node (in no free tree) of clear
+        state ``clear`` with its free buddies and put the result in the free
+        trees; its key."""
+        st = self._st
+        roots = self._root_keys
+        while key not in roots and key != self._detached:
+            bud = key ^ 1
+            bclear = st[bud]
+            if bclear > 1:                     # split or allocated
                 break
-            parent = block.parent
             if not force:
-                if block.clear != buddy.clear:
+                if clear != bclear:
                     break
-                if block.clear:
-                    parent.clear = True
-            self._unlink_free(buddy)
-            if force and buddy.clear:
-                self._clear_avail -= buddy.size
-            parent.left = parent.right = None
-            # Detach the merged halves so stale references cannot pass for
-            # live tree nodes.
-            block.parent = buddy.parent = None
-            block = parent
-        self._mark_free(block)
-        return block.order
+            elif bclear:
+                self._clear_avail -= self._chunk_size << order
+            self._unlink_free(bud, order, bclear)
+            del st[key], st[bud]
+            if self._handles:
+                self._detach(key, clear)
+                self._detach(bud, bclear)
+            if force:
+                clear = 0                      # a force-merged block is dirty
+            key >>= 1
+            order += 1
+        self._mark_free(key, order, clear)
+        return key
 
-    def _release(self, block: Block) -> None:
-        """gpu_buddy_free_block."""
-        del self._allocated[block.offset]
+    def _release(self, block: Block, clear: int) -> None:
+        """gpu_buddy_free_block; ``clear`` -1 keeps the block's clear state."""
+        key = self._key_of(block)
+        del self._allocated[block.offset >> self._chunk_shift]
+        if clear < 0:
+            clear = self._st[key] & 1
         self._avail += block.size
-        if block.clear:
+        if clear:
             self._clear_avail += block.size
-        self._merge_up(block, False)
+        if self._merge_up(key, block.order, clear, False) == key:
+            self._handles[key] = block         # the node lives on, with its handle
+        else:
+            block._mm = None
+            block._clear = bool(clear)
 
     def _free_internal(self, blocks: list[Block]) -> None:
         for b in blocks:
-            self._release(b)
+            self._release(b, -1)
         blocks.clear()
 
     def _force_merge(self, start: int, end: int, min_order: int) -> bool:
@@ -604,152 +754,135 @@ class BuddyAllocator:
         if not min_order or min_order > self._max_order:
             return False
         cs = self._chunk_size
+        st = self._st
+        roots = self._root_keys
         for tree in (_CLEAR_TREE, _DIRTY_TREE):
+            clear = tree ^ 1
             for i in range(min_order - 1, -1, -1):
                 free = self._free[tree][i]
-                for off in sorted(free, reverse=True):
-                    block = free.get(off)
-                    if block is None or block.parent is None:
+                for key in sorted(free, reverse=True):
+                    if key not in free or key in roots:
                         continue
+                    off = self._off(key, i)
                     if not (start <= off and end >= off + (cs << i) - 1):
                         continue
-                    buddy = block.buddy
-                    if buddy.state is not FREE:
+                    if st[key ^ 1] > 1:        # the buddy is not free
                         continue
-                    self._unlink_free(block)
-                    if block.clear:
-                        self._clear_avail -= block.size
-                    if self._merge_up(block, True) >= min_order:
+                    self._unlink_free(key, i, clear)
+                    if clear:
+                        self._clear_avail -= cs << i
+                    if self._order_of(self._merge_up(key, i, clear, True)) >= min_order:
                         return True
         return False
 
     def _merge_all(self) -> None:
         size = self._size
-        for root in self._roots:
+        for key in self._roots:
             order = size.bit_length() - 1 - self._chunk_shift
-            self._force_merge(root.offset, root.offset + size, order)
+            off = self._off(key, order)
+            self._force_merge(off, off + size, order)
             size -= self._chunk_size << order
 
     # -- internals: searches ----------------------------------------------
 
     def _alloc_step(self, start, end, size, min_block_size, order, flags) -> Block | None:
-        """__gpu_buddy_alloc_blocks: one free block of ``order`` (not yet taken)."""
+        """__gpu_buddy_alloc_blocks: one block of ``order``, allocated; None if none."""
         if flags & RANGE_ALLOCATION:
-            block = self._range_bias(start, end, order, flags, False)
-            if block is None:
-                block = self._range_bias(start, end, order, flags, True)
-            return block
-        if size < min_block_size:
-            return self._offset_aligned(size, min_block_size, flags)
-        return self._from_freetree(order, flags)
-
-    def _fast_freetree(self, size: int, flags: int) -> Block | None:
-        """alloc_from_freetree and mark_allocated for one block of ``size``
-        (a power of two), inlined: the common request of a driver.  None
-        when the preferred tree has no block (the general path takes over)."""
-        if flags & TOPDOWN_ALLOCATION:
-            return None
-        shift = self._chunk_shift
-        order = (size >> shift).bit_length() - 1
-        tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
-        free = self._free[tree]
-        heaps = self._heaps[tree]
-        for o in range(order, self._max_order + 1):
-            d = free[o]
-            if d:
-                h = heaps[o]
-                while True:
-                    block = d.get(-h[0])
-                    if block is not None:
-                        break
-                    heappop(h)
-                break
+            key = self._range_bias(start, end, order, flags, False)
+            if key < 0:
+                key = self._range_bias(start, end, order, flags, True)
+        elif size < min_block_size:
+            key = self._offset_aligned(size, min_block_size, flags)
         else:
-            return None
-        del d[block.offset]
-        cs = self._chunk_size
-        while o != order:
-            # split, keep the left half free and descend into the right one
-            block.state = SPLIT
-            o -= 1
-            off = block.offset
-            left = Block(off, o, block, cs)
-            right = Block(off + (cs << o), o, block, cs)
-            block.left = left
-            block.right = right
-            if block.clear:
-                left.clear = right.clear = True
-                block.clear = False
-            # every order below the one split from was empty: the left half
-            # is alone in its tree
-            free[o][off] = left
-            heaps[o] = [-off]
-            if self._aligned is not None:
-                self._aligned_push(tree, o, off)
-            block = right
-        block.state = ALLOCATED
-        self._avail -= size
-        if block.clear:
-            self._clear_avail -= size
-        self._allocated[block.offset] = block
-        return block
+            return self._from_freetree(order, flags)
+        return self._take(key, order) if key >= 0 else None
 
     def _from_freetree(self, order: int, flags: int) -> Block | None:
+        """alloc_from_freetree and mark_allocated: the highest free block of
+        the smallest sufficient order (of any order with TOPDOWN) of the
+        preferred tree, else of the other, split down along its right edge."""
         tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
-        block = None
+        free = self._free[tree]
         top = self._max_order + 1
-        if flags & TOPDOWN_ALLOCATION:
+        key = o = -1
+        if not flags & TOPDOWN_ALLOCATION:
+            # _lowest_order_highest inlined: this is every driver's request
             for o in range(order, top):
-                b = self._highest(tree, o)
-                if b is not None and (block is None or b.offset > block.offset):
-                    block = b
-        else:
-            free = self._free[tree]
-            for o in range(order, top):
-                if free[o]:
-                    block = self._highest(tree, o)
+                d = free[o]
+                if d:
+                    heap = self._heaps[tree][o]
+                    while -heap[0] not in d:
+                        heappop(heap)
+                    key = -heap[0]
                     break
-        if block is None:
+        else:
+            best = -1
+            for i in range(order, top):
+                k = self._highest(tree, i)
+                if k >= 0 and self._off(k, i) > best:
+                    key, o, best = k, i, self._off(k, i)
+        if key < 0:
             tree ^= 1
             free = self._free[tree]
-            for o in range(order, top):
-                if free[o]:
-                    block = self._highest(tree, o)
-                    break
-            if block is None:
+            key = self._lowest_order_highest(tree, order)
+            if key < 0:
                 return None
-        while block.order != order:
-            self._split(block)
-            block = block.right
-        return block
+            o = self._order_of(key)
+        st = self._st
+        clear = st[key]
+        del free[o][key]
+        if o != order:
+            # split_block down the right edge, each left half left free
+            heaps = self._heaps[tree]
+            aligned = self._aligned
+            while o != order:
+                st[key] = _SPLIT
+                o -= 1
+                left = key << 1
+                key = left | 1
+                st[left] = clear
+                d = free[o]
+                if d:
+                    self._link_free(left, o, clear)
+                else:
+                    # the common case (the smallest sufficient order was
+                    # taken, so the orders below it are empty): no heap to keep
+                    d[left] = None
+                    heaps[o] = [-left]
+                    if aligned is not None:
+                        self._aligned_push(tree, o, left)
+        return self._claim(key, o, clear)
 
-    def _offset_aligned(self, size: int, min_block_size: int, flags: int) -> Block | None:
+    def _offset_aligned(self, size: int, min_block_size: int, flags: int) -> int:
         order = (size >> self._chunk_shift).bit_length() - 1
         mask = min_block_size - 1
         tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
-        block = None
+        key = -1
         for o in range(order, self._max_order + 1):
-            block = self._highest_aligned(tree, o, mask)
-            if block is None:
+            key = self._aligned_key(tree, o, mask)
+            if key < 0:
                 tree ^= 1          # the kernel keeps the switched tree for the next order
-                block = self._highest_aligned(tree, o, mask)
-            if block is not None:
+                key = self._aligned_key(tree, o, mask)
+            if key >= 0:
                 break
-        if block is None:
-            return None
-        while block.order > order:
-            self._split(block)
-            block = block.right if not block.right.offset & mask else block.left
-        return block
+        if key < 0:
+            return -1
+        while o > order:
+            self._split(key, o)
+            o -= 1
+            right = key << 1 | 1
+            key = right if not self._off(right, o) & mask else key << 1
+        return key
 
-    def _aligned_push(self, tree: int, order: int, off: int) -> None:
+    def _aligned_push(self, tree: int, order: int, key: int) -> None:
+        off = self._off(key, order)
         level = (off & -off).bit_length() - 1 if off else 64
         heaps = self._aligned[tree][order]
         h = heaps.get(level)
         if h is None:
-            heaps[level] = [-off]
+            heaps[level] = [-key]
         else:
-            heappush(h, -off)
+            heappush(h, -key)
         self._aligned_pushes += 1
         if self._aligned_pushes > 4 * self._size // self._chunk_size + 4096:
             self._build_aligned()
@@ -760,18 +893,20 @@ class BuddyAllocator:
         for tree in (0, 1):
             for order, free in enumerate(self._free[tree]):
                 heaps = self._aligned[tree][order]
-                for off in free:
+                for key in free:
+                    off = self._off(key, order)
                     level = (off & -off).bit_length() - 1 if off else 64
-                    heaps.setdefault(level, []).append(-off)
+                    heaps.setdefault(level, []).append(-key)
                 for h in heaps.values():
                     heapq.heapify(h)
 
-    def _highest_aligned(self, tree: int, order: int, mask: int) -> Block | None:
-        """The free block of highest offset aligned to ``mask + 1`` (a power
-        of two) in one tree and order: the kernel's gpu_buddy_find_block_aligned."""
+    def _aligned_key(self, tree: int, order: int, mask: int) -> int:
+        """The free node of highest offset aligned to ``mask + 1`` (a power
+        of two) in one tree and order, -1 if none: the kernel's
+        gpu_buddy_find_block_aligned."""
         free = self._free[tree][order]
         if not free:
-            return None
+            return -1
         if self._aligned is None:
             self._build_aligned()
         need = mask.bit_length()
@@ -783,89 +918,150 @@ class BuddyAllocator:
                 heappop(h)
             if h and -h[0] > best:
                 best = -h[0]
-        return free[best] if best >= 0 else None
+        return best
+
+    def _highest_aligned(self, tree: int, order: int, mask: int) -> Block | None:
+        """_aligned_key as a handle (tests)."""
+        key = self._aligned_key(tree, order, mask)
+        return self._handle(key) if key >= 0 else None
 
     def _highest_aligned_scan(self, tree: int, order: int, mask: int) -> Block | None:
         """Reference for _highest_aligned (tests): a scan of the whole tree."""
-        free = self._free[tree][order]
-        if not free:
-            return None
         best = -1
-        for off in free:
-            if not off & mask and off > best:
-                best = off
-        return free[best] if best >= 0 else None
+        for key in self._free[tree][order]:
+            if not self._off(key, order) & mask and key > best:
+                best = key
+        return self._handle(best) if best >= 0 else None
 
-    def _range_bias(self, start: int, end: int, order: int, flags: int, fallback: bool) -> Block | None:
+    def _range_bias(self, start: int, end: int, order: int, flags: int, fallback: bool) -> int:
         """__alloc_range_bias: depth-first, lowest address first, only into
-        blocks overlapping [start, end)."""
-        req = self._chunk_size << order
+        blocks overlapping [start, end); a free node of ``order``, -1 if none."""
+        st = self._st
+        sizes = self._sizes
+        bases, shifts = self._bases, self._shifts
+        req = sizes[order]
         last = end - 1
-        needs_clear = bool(flags & CLEAR_ALLOCATION)
-        stack = list(reversed(self._roots))
+        needs_clear = 1 if flags & CLEAR_ALLOCATION else 0
+        if (last + 1) // req * req <= _round_up(start, req):
+            return -1                          # no aligned block of the order fits: every node fails below
+        # The stack holds offset | order (offsets are multiples of 4 KiB):
+        # the bounds come first and cheaply, the key only for nodes that
+        # overlap the range.
+        top = self._descend(self._roots, start, last, order, -1 if fallback else needs_clear)
+        if top == -1:
+            return -1
+        stack = [self._item(k) for k in reversed(self._roots)] if top is None else [top]
         while stack:
-            block = stack.pop()
-            if block.order < order:
+            item = stack.pop()
+            o = item & 63
+            if o < order:
                 continue
-            bs = block.offset
-            be = block.end - 1
+            bs = item - o
+            size = sizes[o]
+            be = bs + size - 1
             if not (start <= be and last >= bs):
                 continue
-            state = block.state
-            if state is ALLOCATED:
+            key = bases[o] | bs >> shifts[o]
+            code = st[key]
+            if code >= _ALLOC:
                 continue
             contained = start <= bs and last >= be
             if not contained:
                 lo = bs if bs > start else start
                 hi = be if be < last else last
-                if (hi + 1) // req * req <= _round_up(lo, req):
+                if (hi + 1) // req * req <= -(-lo // req) * req:
                     continue
-            if not fallback and needs_clear != block.clear:
+            if not fallback and needs_clear != code & 1:
                 continue
-            if contained and block.order == order:
-                if state is FREE:
-                    return block
+            if contained and o == order:
+                if code < _SPLIT:
+                    return key
                 continue
-            if state is FREE:
-                self._split(block)
-            stack.append(block.right)
-            stack.append(block.left)
-        return None
+            if code < _SPLIT:
+                self._split(key, o)
+            stack.append(item - 1 + (size >> 1))
+            stack.append(item - 1)
+        return -1
 
-    def _alloc_range(self, dfs: list[Block], start: int, size: int, partial: list | None = None) -> list[Block] | None:
+    def _descend(self, dfs: list[int] | tuple[int, ...], start: int, last: int, order: int, clear: int) -> int | None:
+        """Where the depth-first walks of _range_bias and _alloc_range over
+        the subtrees ``dfs`` start doing anything: the smallest node that
+        holds all of [start, last] (as offset | order), reached by splitting
+        the free nodes above it as the walk would.  Above it the walk only
+        goes down one side (the other does not overlap the range), so this
+        skips visits, not decisions.  -1 when the walk would find nothing
+        there (a node on the way allocated, below ``order``, or of the other
+        clear state than ``clear`` unless it is -1); None when no single
+        subtree holds the range (the walk then starts from all of them)."""
+        st = self._st
+        sizes, bases, shifts = self._sizes, self._bases, self._shifts
+        for key in dfs:
+            item = self._item(key)
+            o = item & 63
+            if item - o <= start and last < item - o + sizes[o]:
+                break
+        else:
+            return None
+        while o:
+            bs = item - o
+            half = sizes[o] >> 1
+            if last < bs + half:
+                child = item - 1
+            elif start >= bs + half:
+                child = item - 1 + half
+            else:
+                break                          # the range straddles the halves: the walk starts here
+            code = st[bases[o] | bs >> shifts[o]]
+            if code >= _ALLOC or o < order or (clear >= 0 and clear != code & 1):
+                return -1
+            if code < _SPLIT:
+                self._split(bases[o] | bs >> shifts[o], o)
+            item = child
+            o -= 1
+        return item
+
+    def _alloc_range(self, dfs: list[int], start: int, size: int, partial: list | None = None) -> list[Block] | None:
         """__alloc_range: allocate exactly [start, start + size) from the
-        subtrees in ``dfs`` (in address order).  On failure everything taken
-        is released and None returned -- unless ``partial`` is a list, which
-        then receives the blocks taken before the failure (the caller owns
-        them)."""
+        subtrees in ``dfs`` (keys, in address order).  On failure everything
+        taken is released and None returned -- unless ``partial`` is a list,
+        which then receives the blocks taken before the failure (the caller
+        owns them)."""
+        st = self._st
+        sizes = self._sizes
+        bases, shifts = self._bases, self._shifts
         last = start + size - 1
         out: list[Block] = []
         total = 0
-        stack = dfs[::-1]
+        top = self._descend(dfs, start, last, 0, -1)
+        if top == -1:
+            return None
+        stack = [self._item(k) for k in reversed(dfs)] if top is None else [top]   # as in _range_bias
         ok = True
         while stack:
-            block = stack.pop()
-            bs = block.offset
-            be = block.end - 1
+            item = stack.pop()
+            o = item & 63
+            bs = item - o
+            bsize = sizes[o]
+            be = bs + bsize - 1
             if not (start <= be and last >= bs):
                 continue
-            state = block.state
-            if state is ALLOCATED:
+            key = bases[o] | bs >> shifts[o]
+            code = st[key]
+            if code >= _ALLOC:
                 ok = False
                 break
             if start <= bs and last >= be:
-                if state is FREE:
-                    self._take(block)
-                    out.append(block)
-                    total += block.size
+                if code < _SPLIT:
+                    out.append(self._take(key, o))
+                    total += bsize
                     continue
                 if not self._clear_avail:
                     ok = False
                     break
-            if state is FREE:
-                self._split(block)
-            stack.append(block.right)
-            stack.append(block.left)
+            if code < _SPLIT:
+                self._split(key, o)
+            stack.append(item - 1 + (bsize >> 1))
+            stack.append(item - 1)
         if ok and total >= size:
             return out
         if partial is not None:
@@ -876,18 +1072,20 @@ class BuddyAllocator:
 
     def _trim(self, block: Block, new_start: int, new_size: int) -> list[Block]:
         """gpu_buddy_block_trim on a validated block."""
-        del self._allocated[block.offset]
+        key = self._key_of(block)
+        del self._allocated[block.offset >> self._chunk_shift]
+        clear = self._st[key] & 1
         self._avail += block.size
-        if block.clear:
+        if clear:
             self._clear_avail += block.size
-        block.state = FREE
-        self._link_free(block)
-        # Detach it so the trimmed-off parts cannot merge past it.
-        parent, block.parent = block.parent, None
+        self._mark_free(key, block.order, clear)
+        self._handles[key] = block
+        # Cut it off its parent so the trimmed-off parts cannot merge past it.
+        self._detached = key
         try:
-            got = self._alloc_range([block], new_start, new_size)
+            got = self._alloc_range([key], new_start, new_size)
         finally:
-            block.parent = parent
+            self._detached = -1
         assert got is not None, "trimming a free block cannot fail"
         return got
 
@@ -905,9 +1103,10 @@ class BuddyAllocator:
             return None
         for tree in (_CLEAR_TREE, _DIRTY_TREE):
             free = self._free[tree][order]
-            for off in sorted(free, reverse=True):
-                if off not in free:
+            for key in sorted(free, reverse=True):
+                if key not in free:
                     continue
+                off = self._off(key, order)
                 rhs: list[Block] = []
                 got = self._alloc_range(list(self._roots), off, size, rhs)
                 if got is not None:
