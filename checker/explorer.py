@@ -142,7 +142,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
             liveness: bool = False, progress: bool = False, keep_graph: bool = False,
             hash_compact: bool = False, memory_limit_mb: int | None = None,
-            backend: str | None = "auto") -> Result:
+            backend: str | None = "auto", por=False) -> Result:
     """Explore every interleaving.
 
     Only the frontier keeps whole states; every visited state costs one
@@ -159,6 +159,9 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     ``backend``: "native" runs the search compiled to C (checker/native.py), "python" the loop below, "auto"
     native wherever it can be built; a run the native back end cannot serve runs here, and
     ``stats['backend']`` (with ``stats['backend_reason']``) says which ran.  None: this loop, no dispatch.
+    ``por``: partial-order reduction (checker/por.py, docs/POR.md; Python back end only): True, or a
+    ``por.Reduction`` factory ``comp -> Reduction`` (tests try wrong relations through it).  Not with
+    liveness (a lasso needs every interleaving of its cycle); counterexamples may be longer than the shortest.
     """
     if backend is not None:
         options = {k: v for k, v in locals().items() if k not in ("model", "backend")}
@@ -174,6 +177,10 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     m = comp.model
     succ, check, check_final, canon, is_done = comp.successors, comp.check, comp.check_final, comp.canon, comp.is_done
     triggers = comp.triggers
+    reduction = None
+    if por and not liveness:
+        from .por import Reduction
+        reduction = Reduction(comp) if por is True else por(comp)
     all_watched = (1 << len(comp.watched)) - 1
     exercised = 0         # bit i: comp.watched[i] was exercised by some reached state
     if hash_compact:
@@ -249,6 +256,10 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             res.stats["collision_probability"] = float(f"{n * n / 2 ** 65:.2g}")
         if keep_graph:
             res.graph = (states, edges)
+        if reduction is not None:
+            res.stats.update(reduction.stats())
+        elif por:
+            res.stats.update({"por": False, "por_reason": "liveness runs without partial-order reduction"})
         return res
 
     v = check(init)
@@ -269,6 +280,8 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
             incomplete = True
             continue
         nexts = succ(s)
+        if reduction is not None and len(nexts) > 1:
+            nexts = reduction.filter(s, nexts, index, key_of, depth_of, d)
         if not nexts:
             if is_done(s):
                 p = check_final(s)

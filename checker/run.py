@@ -46,14 +46,20 @@ def run_spec(spec: Spec, *, symmetry: bool | None = None, strategy: str | None =
              max_states: int | None = None, max_depth: int | None = None,
              traces_dir: str | Path | None = "traces", progress: bool = False,
              hash_compact: bool = False, memory_limit_mb: int | None = None,
-             backend: str = "auto") -> CheckOutcome:
+             backend: str = "auto", por: bool = False, por_compare: bool = False) -> CheckOutcome:
+    """``por``: partial-order reduction (docs/POR.md); ``por_compare``: also the search without it, whose
+    states, verdict and counterexample length go into the stats as ``*_without_por``."""
     model = spec.build()
-    result = explore(model, properties=spec.checked_properties(model),
-                     strategy=strategy or spec.strategy,
-                     symmetry=spec.symmetry if symmetry is None else symmetry,
-                     max_states=max_states or spec.max_states, max_depth=max_depth or spec.max_depth,
-                     liveness=spec.liveness, progress=progress, hash_compact=hash_compact,
-                     memory_limit_mb=memory_limit_mb, backend=backend)
+    kw = dict(properties=spec.checked_properties(model), strategy=strategy or spec.strategy,
+              symmetry=spec.symmetry if symmetry is None else symmetry,
+              max_states=max_states or spec.max_states, max_depth=max_depth or spec.max_depth,
+              liveness=spec.liveness, progress=progress, hash_compact=hash_compact,
+              memory_limit_mb=memory_limit_mb, backend=backend)
+    result = explore(model, por=por or por_compare, **kw)
+    if por_compare:
+        base = explore(model, **kw)
+        result.stats.update({"states_without_por": base.stats["states"], "verdict_without_por": base.label,
+                             "path_without_por": max(len(base.path) - 1, 0)})
     path = None
     if traces_dir is not None and result.path and result.verdict not in (OK, "INCOMPLETE"):
         itf = to_itf(model, result.path, spec=spec.name, source=str(spec.path), verdict=result.verdict,

@@ -184,11 +184,14 @@ def main():
 @click.option("--backend", type=click.Choice(["auto", "native", "python"]), default="auto", show_default=True,
               help="native: the search compiled to C (needs gcc); python: the reference explorer; auto: native "
                    "wherever it can serve the run (not liveness, not dfs).")
+@click.option("--por", is_flag=True, help="Partial-order reduction (docs/POR.md; runs on the Python back end).")
+@click.option("--por-compare", is_flag=True,
+              help="With the reduction, also run without it and show both state counts and verdicts.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Specs run at once, each in its own process (default: one per core).")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
-          hash_compact, json_out, memory_limit, backend, jobs):
+          hash_compact, json_out, memory_limit, backend, jobs, por, por_compare):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -219,7 +222,7 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
         memory_limit_mb = max(16, default_memory_limit_mb() // jobs)     # the machine's share, split
     kwargs = dict(symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
                   traces_dir=traces_dir, progress=jobs == 1, hash_compact=hash_compact,
-                  memory_limit_mb=memory_limit_mb, backend=backend)
+                  memory_limit_mb=memory_limit_mb, backend=backend, por=por, por_compare=por_compare)
     settled = 0
 
     def row_done(d):
@@ -238,6 +241,13 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
         if with_proofs:
             proofs[d.spec.name] = d.proof
     render.print_check_table(out, outcomes, proofs)
+    for o in outcomes if por or por_compare else ():
+        st = o.result.stats
+        base = (f"; without: {st['states_without_por']:,} states, {st['verdict_without_por']}"
+                f" ({st['path_without_por']} steps)" if "states_without_por" in st else "")
+        out.print(render.esc(f"por {o.spec.name}: {st['states']:,} states, {o.result.label} "
+                             f"({max(len(o.result.path) - 1, 0)} steps), {st.get('por_reduced_states', 0):,} "
+                             f"expanded through an ample set{base}"), soft_wrap=True)
     if json_out:
         import json
         json_out.write_text(json.dumps([{
