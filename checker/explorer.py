@@ -141,7 +141,7 @@ def blocked_threads(model: Model, s) -> str:
 def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", symmetry: bool = False,
             max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
             liveness: bool = False, progress: bool = False, keep_graph: bool = False,
-            hash_compact: bool = False, memory_limit_mb: int | None = None,
+            hash_compact: bool = False, memory_limit_mb: int | None = None, workers: int = 1,
             backend: str | None = "auto", por=False) -> Result:
     """Explore every interleaving.
 
@@ -159,6 +159,7 @@ def explore(model: Model | Compiled, *, properties=None, strategy: str = "bfs", 
     ``backend``: "native" runs the search compiled to C (checker/native.py), "python" the loop below, "auto"
     native wherever it can be built; a run the native back end cannot serve runs here, and
     ``stats['backend']`` (with ``stats['backend_reason']``) says which ran.  None: this loop, no dispatch.
+    ``workers``: threads of the native breadth-first search (checker/native.py); this loop runs on one.
     ``por``: partial-order reduction (checker/por.py, docs/POR.md; Python back end only): True, or a
     ``por.Reduction`` factory ``comp -> Reduction`` (tests try wrong relations through it).  Not with
     liveness (a lasso needs every interleaving of its cycle); counterexamples may be longer than the shortest.

@@ -34,7 +34,7 @@ from ..model.program import Model
 from .explorer import (DEADLOCK, INCOMPLETE, OK, VIOLATION, Move, Result, blocked_threads, default_memory_limit_mb,
                        peak_rss_mb, rss_mb)
 
-CFLAGS = ["-O2", "-shared", "-fPIC", "-std=gnu11", "-w"]
+CFLAGS = ["-O2", "-shared", "-fPIC", "-std=gnu11", "-w", "-pthread"]
 ST_OK, ST_VIOLATION, ST_FINAL, ST_DEADLOCK, ST_BOUND, ST_MEMORY, ST_OVERFLOW, ST_NOMEM = range(8)
 MAX_WIDENINGS = 64
 BACKENDS = ("auto", "native", "python")
@@ -42,7 +42,7 @@ PROBE_STATES = 20_000
 CACHE_KEEP = 1000             # shared objects kept in the cache (about 100-300 KB each)
 # explore()'s options the native search implements; any other option set to a non-default value runs on Python
 NATIVE_OPTIONS = {"properties", "strategy", "symmetry", "max_states", "max_depth", "deadlock", "liveness",
-                  "progress", "keep_graph", "hash_compact", "memory_limit_mb", "memory_budget"}
+                  "progress", "keep_graph", "hash_compact", "memory_limit_mb", "memory_budget", "workers"}
 
 
 class _Res(ctypes.Structure):
@@ -51,7 +51,9 @@ class _Res(ctypes.Structure):
         ("exercised", ctypes.c_uint64), ("frontier_left", ctypes.c_int64), ("bytes", ctypes.c_int64),
         ("table_bytes", ctypes.c_int64), ("frontier_peak_bytes", ctypes.c_int64),
         ("overflow_slot", ctypes.c_int64), ("overflow_value", ctypes.c_int64), ("seconds", ctypes.c_double),
-        ("cpu_seconds", ctypes.c_double)]
+        ("cpu_seconds", ctypes.c_double), ("threads", ctypes.c_int64), ("expanded", ctypes.c_int64 * 64)]
+MAX_WORKERS = 64
+PAR_MIN = 512                 # states in a level below which the parallel search works it on one thread
 
 
 def cache_dir() -> Path:
@@ -133,6 +135,10 @@ def load(so: Path):
         lib.pdd_run.restype = ctypes.c_void_p
         lib.pdd_run.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
                                 ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Res)]
+        lib.pdd_run_par.restype = ctypes.c_void_p
+        lib.pdd_run_par.argtypes = lib.pdd_run.argtypes + [ctypes.c_int]
+        lib.pdd_set_par_min.restype = None
+        lib.pdd_set_par_min.argtypes = [ctypes.c_int64]
         lib.pdd_path.restype = ctypes.c_int64
         lib.pdd_path.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64]
         lib.pdd_free.restype = None
@@ -334,11 +340,17 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
                    max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
                    liveness: bool = False, progress: bool = False, keep_graph: bool = False,
                    hash_compact: bool = False, memory_limit_mb: int | None = None,
-                   memory_budget: int | None = None, only_if_built: bool = False) -> Result:
+                   memory_budget: int | None = None, only_if_built: bool = False, workers: int = 1) -> Result:
     """``explore`` in C.  ``memory_budget`` (bytes; default ``memory_limit_mb``, else three quarters of the
     memory available) bounds the visited set, the parent and move arrays and the frontier: a search that would
     pass it ends INCOMPLETE with what it explored.  Raises ``Unsupported`` for what only Python can run, and
-    ``NotBuilt`` when ``only_if_built`` and the C code of this run is not in the cache yet."""
+    ``NotBuilt`` when ``only_if_built`` and the C code of this run is not in the cache yet.
+    ``workers`` > 1: the level-synchronous search on that many threads (``pdd_run_par``): the same verdict,
+    states, transitions and counterexample as one thread; only where a memory budget cuts a run short may
+    the cut-off differ."""
+    workers = 1 if workers is None else int(workers)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {workers}")
     if liveness or keep_graph or strategy != "bfs":
         raise Unsupported("liveness, keep_graph and depth-first search run on the Python back end")
     t0 = time.perf_counter()
@@ -366,8 +378,11 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         build_s += time.perf_counter() - tb
         res = _Res()
         arr = (ctypes.c_int64 * len(init))(*init)
-        ctx = lib.pdd_run(arr, max_states or 0, -1 if max_depth is None else max_depth, int(bool(deadlock)),
-                          int(bool(hash_compact)), int(memory_budget), mode, m.name.encode()[:200], ctypes.byref(res))
+        args = (arr, max_states or 0, -1 if max_depth is None else max_depth, int(bool(deadlock)),
+                int(bool(hash_compact)), int(memory_budget), mode, m.name.encode()[:200], ctypes.byref(res))
+        if workers > 1:
+            lib.pdd_set_par_min(PAR_MIN)
+        ctx = lib.pdd_run(*args) if workers == 1 else lib.pdd_run_par(*args, workers)
         if res.status != ST_OVERFLOW:
             break
         lib.pdd_free(ctx)
@@ -416,6 +431,13 @@ def _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact,
                    "key_bytes": cm.key_bytes,
                    "state_bytes": cm.state_bytes, "table_bytes": res.table_bytes,
                    "frontier_peak_bytes": res.frontier_peak_bytes, "range_widenings": widenings}
+        if res.threads:
+            r.stats["workers"] = res.threads
+            r.stats["expanded_per_thread"] = list(res.expanded[:res.threads])
+            # the levels are numbered as the sequential search numbers them; a memory budget, though, is
+            # checked per level here, per state there
+            r.stats["parallel_note"] = ("verdicts, counts and counterexamples as with one thread; an INCOMPLETE "
+                                        "cut-off by the memory budget may differ in its state count")
         if r.verdict in (OK, INCOMPLETE):
             ex = res.exercised
             r.stats["vacuous"] = [p for i, p in enumerate(comp.watched) if not ex >> i & 1]

@@ -45,7 +45,7 @@ class CheckOutcome:
 def run_spec(spec: Spec, *, symmetry: bool | None = None, strategy: str | None = None,
              max_states: int | None = None, max_depth: int | None = None,
              traces_dir: str | Path | None = "traces", progress: bool = False,
-             hash_compact: bool = False, memory_limit_mb: int | None = None,
+             hash_compact: bool = False, memory_limit_mb: int | None = None, workers: int = 1,
              backend: str = "auto", por: bool = False, por_compare: bool = False) -> CheckOutcome:
     """``por``: partial-order reduction (docs/POR.md); ``por_compare``: also the search without it, whose
     states, verdict and counterexample length go into the stats as ``*_without_por``."""
@@ -54,7 +54,7 @@ def run_spec(spec: Spec, *, symmetry: bool | None = None, strategy: str | None =
               symmetry=spec.symmetry if symmetry is None else symmetry,
               max_states=max_states or spec.max_states, max_depth=max_depth or spec.max_depth,
               liveness=spec.liveness, progress=progress, hash_compact=hash_compact,
-              memory_limit_mb=memory_limit_mb, backend=backend)
+              memory_limit_mb=memory_limit_mb, backend=backend, workers=workers)
     result = explore(model, por=por or por_compare, **kw)
     if por_compare:
         base = explore(model, **kw)

@@ -189,8 +189,11 @@ def main():
               help="With the reduction, also run without it and show both state counts and verdicts.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Specs run at once, each in its own process (default: one per core).")
+@click.option("--threads", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              help="Threads of each native breadth-first search (the same verdicts and counterexamples as one).")
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
+          threads,
           hash_compact, json_out, memory_limit, backend, jobs, por, por_compare):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
@@ -223,6 +226,7 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
     kwargs = dict(symmetry=symmetry, strategy=strategy, max_states=max_states, max_depth=max_depth,
                   traces_dir=traces_dir, progress=jobs == 1, hash_compact=hash_compact,
                   memory_limit_mb=memory_limit_mb, backend=backend, por=por, por_compare=por_compare)
+    kwargs["workers"] = threads
     settled = 0
 
     def row_done(d):

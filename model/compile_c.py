@@ -643,7 +643,7 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         PRELUDE_C,
         *tables,
     ]
-    src = "\n".join(head + lines + [RUNTIME_C])
+    src = "\n".join(head + lines + [RUNTIME_C, PAR_RUNTIME_C])
     return CModel(src, moves, ranges, st.nbytes, key.bits // 8 + 1, key.bits, comp.watched, props)
 
 
@@ -673,6 +673,7 @@ typedef struct {
     i64 bytes, table_bytes, frontier_peak_bytes;
     i64 overflow_slot, overflow_value;
     double seconds, cpu_seconds;
+    i64 threads, expanded[64];        /* the parallel search: its threads, and the states each expanded */
 } result_t;
 
 typedef struct ctx {
@@ -970,4 +971,486 @@ void pdd_roundtrip(const i64 *s, i64 *out) {
     pack_state(t, w); unpack_state(w, t); for (int q = 0; q < NV; q++) out[q] = t[q];
 }
 int pdd_key_words(void) { return KW; }
+"""
+
+PAR_RUNTIME_C = r"""
+/* ---- the parallel breadth-first search: level by level, T threads.
+   Phase A: each thread expands a contiguous chunk of the level's states (chunk t before chunk t+1, so the
+   threads' successor lists, concatenated, are in the sequential search's order of (parent, move)) and drops
+   successors already in the visited set, which nobody writes in this phase.
+   Phase B: the visited set is split into T shards by hash; thread s alone inserts into shard s, walking the
+   candidates of thread 0, then 1, ... in order: the first to claim a state is the one the sequential search
+   would have met first, with no lock and no compare-and-swap, and the same on every run.
+   Phase C: each thread numbers its new states from the sum of the counts before it (the sequential
+   numbering, state for state), records parents and moves, checks them and writes the next frontier.
+   The first event in sequential order is then the first thread's: its violation, else the state bound if it
+   falls in that thread's states, else the deadlock or final violation it stopped at. */
+#include <pthread.h>
+#include <stdatomic.h>
+#define MAXT 64
+static i64 par_min = 512;    /* a level smaller than this is worked by one thread: spawning costs more */
+void pdd_set_par_min(i64 n) { par_min = n < 1 ? 1 : n; }     /* tests split every level, however small */
+
+/* without symmetry the key is the packed state (and a flag bit past its fields, which unpacking ignores) */
+#if SYM
+typedef struct { u64 h, ord; uint32_t parent; move_t move; uint8_t isnew; u64 key[KW]; uint8_t st[SB]; } cand_t;
+#define CAND_ST(x) ((x)->st)
+#else
+typedef struct { u64 h, ord; uint32_t parent; move_t move; uint8_t isnew; u64 key[KW]; } cand_t;
+#define CAND_ST(x) ((const uint8_t *)(x)->key)
+#endif
+typedef struct { uint8_t *ktab; u64 *htab; u64 cap, count; int fail; } shard_t;
+struct par;
+typedef struct {
+    struct par *P; int t;
+    ctx_t *c; result_t r;
+    cand_t *cand; u64 ncand, capc;
+    uint32_t *bucket[MAXT]; u64 nbk[MAXT], capb[MAXT];
+    u64 lo, hi, succ, expanded_total;
+    int ev; i64 ev_parent, ev_prop;
+    i64 first_done; u64 exercised;
+    u64 newcnt, base;
+    i64 viol_idx, viol_prop, viol_tid, viol_ord, bound_ord; int hit_bound;
+} worker_t;
+typedef struct par {
+    int T, hc, deadlock;
+    shard_t sh[MAXT];
+    u64 count, L0, ncur, bound_idx;
+    uint32_t *parent; move_t *moves; u64 acap;
+    uint8_t *cur, *next;
+    _Atomic u64 used; u64 budget; u64 transient, transient_peak;
+    u64 newts[MAXT][MAXT];
+    worker_t w[MAXT];
+} par_t;
+
+static int reserve(par_t *P, u64 b) {
+    u64 u = atomic_fetch_add(&P->used, b);
+    if (u + b > P->budget) { atomic_fetch_sub(&P->used, b); return 0; }
+    return 1;
+}
+static void release(par_t *P, u64 b) { atomic_fetch_sub(&P->used, b); }
+
+#define PSLOT ((u64)(P->hc ? sizeof(u64) : KB))
+static inline int shard_of(const par_t *P, u64 h) { return (int)(h % (u64)P->T); }
+
+static int sh_lookup(const par_t *P, const shard_t *S, const u64 *w, u64 h) {
+    u64 j = POS(h, S->cap);
+    if (P->hc) {
+        while (S->htab[j]) { if (S->htab[j] == h) return 1; if (++j == S->cap) j = 0; }
+        return 0;
+    }
+    const uint8_t *p;
+    while (OCCUPIED(p = S->ktab + j * KB)) { if (!memcmp(p, w, KB)) return 1; if (++j == S->cap) j = 0; }
+    return 0;
+}
+
+static int sh_grow(par_t *P, shard_t *S) {
+    u64 ncap = S->cap + (P->hc ? S->cap / 4 : S->cap / 2);
+    if (!reserve(P, ncap * PSLOT)) return ST_MEMORY;
+    if (P->hc) {
+        u64 *nt = calloc(ncap, sizeof(u64));
+        if (!nt) { release(P, ncap * PSLOT); return ST_NOMEM; }
+        for (u64 i = 0; i < S->cap; i++) {
+            u64 h = S->htab[i];
+            if (!h) continue;
+            u64 j = POS(h, ncap);
+            while (nt[j]) if (++j == ncap) j = 0;
+            nt[j] = h;
+        }
+        free(S->htab); S->htab = nt;
+    } else {
+        uint8_t *nt = calloc(ncap, KB);
+        if (!nt) { release(P, ncap * PSLOT); return ST_NOMEM; }
+        for (u64 i = 0; i < S->cap; i++) {
+            const uint8_t *p = S->ktab + i * KB;
+            if (!OCCUPIED(p)) continue;
+            u64 w[KW] = {0};
+            memcpy(w, p, KB);
+            u64 j = POS(hash_words(w), ncap);
+            while (OCCUPIED(nt + j * KB)) if (++j == ncap) j = 0;
+            memcpy(nt + j * KB, p, KB);
+        }
+        free(S->ktab); S->ktab = nt;
+    }
+    release(P, S->cap * PSLOT);
+    S->cap = ncap;
+    return 0;
+}
+
+/* 0: present; 1: inserted; otherwise a status */
+static int sh_insert(par_t *P, shard_t *S, const u64 *w, u64 h) {
+    if ((S->count + 1) * (P->hc ? 10 : 4) > S->cap * (P->hc ? 9 : 3)) { int r = sh_grow(P, S); if (r) return r; }
+    u64 j = POS(h, S->cap);
+    if (P->hc) {
+        while (S->htab[j]) { if (S->htab[j] == h) return 0; if (++j == S->cap) j = 0; }
+        S->htab[j] = h;
+    } else {
+        uint8_t *p;
+        while (OCCUPIED(p = S->ktab + j * KB)) { if (!memcmp(p, w, KB)) return 0; if (++j == S->cap) j = 0; }
+        memcpy(p, w, KB);
+    }
+    S->count++;
+    return 1;
+}
+
+static inline u64 key_hash(const par_t *P, const u64 *w) { u64 h = hash_words(w); return (P->hc && !h) ? 1 : h; }
+
+static int grow_buf(par_t *P, void **p, u64 *cap, u64 need, u64 elem) {
+    if (need <= *cap) return 0;
+    u64 ncap = *cap ? *cap : 256;
+    while (ncap < need) ncap *= 2;
+    if (!reserve(P, (ncap - *cap) * elem)) return ST_MEMORY;
+    void *q = realloc(*p, ncap * elem);
+    if (!q) { release(P, (ncap - *cap) * elem); return ST_NOMEM; }
+    *p = q; *cap = ncap;
+    return 0;
+}
+
+/* the successors of parent i into buffer b of the thread's context, keyed, hashed and their slots prefetched;
+   returns the count, or -1 on a range overflow */
+static int expand_keyed(par_t *P, ctx_t *c, const sv_t *s, int b) {
+    c->bn = c->nb[b]; c->bm = c->mv[b];
+    int k = expand(s, c);
+    for (int j = 0; j < k; j++) {
+        canon_key(c->nb[b][j], c->kw[b][j]);
+        u64 h = c->kh[b][j] = key_hash(P, c->kw[b][j]);
+        const shard_t *S = &P->sh[shard_of(P, h)];
+        if (P->hc) __builtin_prefetch(&S->htab[POS(h, S->cap)]);
+        else __builtin_prefetch(S->ktab + POS(h, S->cap) * KB);
+    }
+    return k;
+}
+
+static void *phase_expand(void *arg) {
+    worker_t *W = arg; par_t *P = W->P; ctx_t *c = W->c;
+    W->ncand = 0; W->succ = 0; W->ev = 0; W->ev_parent = -1; W->ev_prop = -1;
+    for (int s = 0; s < P->T; s++) W->nbk[s] = 0;
+    sv_t st[2][NV];
+    int b = 0, k = -1;
+    if (W->lo < W->hi) {
+        u64 pw[SW] = {0};
+        memcpy(pw, P->cur + (W->lo - P->L0) * SB, SB);
+        unpack_state(pw, st[0]);
+        k = expand_keyed(P, c, st[0], 0);
+    }
+    for (u64 i = W->lo; i < W->hi; i++) {
+        /* the next parent expanded while this one's probes wait on memory, as the sequential search does:
+           expanding has no side effect a count or an order could see */
+        int kn = -1;
+        if (i + 1 < W->hi) {
+            u64 pw[SW] = {0};
+            memcpy(pw, P->cur + (i + 1 - P->L0) * SB, SB);
+            unpack_state(pw, st[b ^ 1]);
+            kn = expand_keyed(P, c, st[b ^ 1], b ^ 1);
+        }
+        W->expanded_total++;
+        if (k < 0) {
+            c->bn = c->nb[b]; c->bm = c->mv[b];
+            expand(st[b], c);            /* again: the overflow it reports is this parent's */
+            W->ev = ST_OVERFLOW; W->ev_parent = (i64)i; return NULL;
+        }
+        if (k == 0) {
+            if (is_done(st[b])) {
+                int f = check_final(st[b]);
+                if (f) { W->ev = ST_FINAL; W->ev_parent = (i64)i; W->ev_prop = f - 1; return NULL; }
+                if (W->first_done < 0) W->first_done = (i64)i;
+            } else if (P->deadlock) { W->ev = ST_DEADLOCK; W->ev_parent = (i64)i; return NULL; }
+        }
+        for (int j = 0; j < k; j++) {
+            u64 ord = W->succ++;
+            u64 h = c->kh[b][j];
+            int sh = shard_of(P, h);
+            if (sh_lookup(P, &P->sh[sh], c->kw[b][j], h)) continue;
+            int e = grow_buf(P, (void **)&W->cand, &W->capc, W->ncand + 1, sizeof(cand_t));
+            if (!e) e = grow_buf(P, (void **)&W->bucket[sh], &W->capb[sh], W->nbk[sh] + 1, sizeof(uint32_t));
+            if (e || W->ncand >= UINT32_MAX) { W->ev = e ? e : ST_MEMORY; W->ev_parent = (i64)i; return NULL; }
+            cand_t *x = &W->cand[W->ncand];
+            x->h = h; x->ord = ord; x->parent = (uint32_t)i; x->move = (move_t)c->mv[b][j]; x->isnew = 0;
+            memcpy(x->key, c->kw[b][j], sizeof x->key);
+#if SYM
+            u64 w[SW];
+            pack_state(c->nb[b][j], w);
+            memcpy(x->st, w, SB);
+#endif
+            W->bucket[sh][W->nbk[sh]++] = (uint32_t)W->ncand++;
+        }
+        b ^= 1; k = kn;
+    }
+    return NULL;
+}
+
+typedef struct { par_t *P; int s; } shard_job_t;
+static void *phase_insert(void *arg) {
+    shard_job_t *J = arg; par_t *P = J->P; shard_t *S = &P->sh[J->s];
+    for (int t = 0; t < P->T; t++) {
+        worker_t *W = &P->w[t];
+        u64 n = 0;
+        u64 nq = W->nbk[J->s];
+        for (u64 q = 0; q < nq && !S->fail; q++) {
+            if (q + 8 < nq) {      /* the probe eight candidates on: its slot is in cache when its turn comes */
+                u64 h8 = W->cand[W->bucket[J->s][q + 8]].h;
+                if (P->hc) __builtin_prefetch(&S->htab[POS(h8, S->cap)]);
+                else __builtin_prefetch(S->ktab + POS(h8, S->cap) * KB);
+            }
+            cand_t *x = &W->cand[W->bucket[J->s][q]];
+            int r = sh_insert(P, S, x->key, x->h);
+            if (r == 1) { x->isnew = 1; n++; }
+            else if (r) S->fail = r;
+        }
+        P->newts[t][J->s] = n;
+    }
+    return NULL;
+}
+
+static void *phase_number(void *arg) {
+    worker_t *W = arg; par_t *P = W->P;
+    u64 idx = W->base;
+    sv_t n[NV];
+    W->viol_idx = -1; W->hit_bound = 0;
+    for (u64 q = 0; q < W->ncand; q++) {
+        cand_t *x = &W->cand[q];
+        if (!x->isnew) continue;
+        P->parent[idx] = x->parent; P->moves[idx] = x->move;
+        memcpy(P->next + (idx - P->L0 - P->ncur) * SB, CAND_ST(x), SB);
+        u64 pw[SW] = {0};
+        memcpy(pw, CAND_ST(x), SB);
+        unpack_state(pw, n);
+        int tid = -1;
+        int p = check_state(n, &tid);
+        if (p) { W->viol_idx = (i64)idx; W->viol_prop = p - 1; W->viol_tid = tid; W->viol_ord = (i64)x->ord; return NULL; }
+        if (W->exercised != ALLW) W->exercised |= triggers(n);
+        if (P->bound_idx && idx == P->bound_idx) { W->hit_bound = 1; W->bound_ord = (i64)x->ord; return NULL; }
+        idx++;
+    }
+    return NULL;
+}
+
+/* fn(arg_i) for i < n: on n threads (this one among them) when parallel, else one after the other here */
+static int run_phase(void *(*fn)(void *), void *args, size_t size, int n, int parallel) {
+    pthread_t th[MAXT];
+    int started[MAXT] = {0};
+    if (parallel && n > 1)
+        for (int i = 1; i < n; i++) started[i] = !pthread_create(&th[i], NULL, fn, (char *)args + i * size);
+    fn(args);
+    for (int i = 1; i < n; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else fn((char *)args + i * size);     /* a thread that could not start: its share runs here */
+    }
+    return 0;
+}
+
+static void par_free(par_t *P) {
+    for (int t = 0; t < P->T; t++) {
+        free(P->sh[t].ktab); free(P->sh[t].htab);
+        worker_t *W = &P->w[t];
+        free(W->cand);
+        for (int s = 0; s < P->T; s++) free(W->bucket[s]);
+        free(W->c);
+    }
+    free(P->cur); free(P->next);
+    free(P);
+}
+
+ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int hc, i64 budget, int progress,
+                   const char *name, result_t *r, int threads) {
+    ctx_t *c = calloc(1, sizeof(ctx_t));
+    memset(r, 0, sizeof *r);
+    r->prop = -1; r->tid = -1; r->index = -1;
+    if (!c) { r->status = ST_NOMEM; return NULL; }
+    c->res = r; c->hc = hc; c->progress = progress;
+    clock_gettime(CLOCK_MONOTONIC, &c->t0); c->last = c->t0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c->cpu0);
+    memcpy(c->olo, init, sizeof c->olo); memcpy(c->ohi, init, sizeof c->ohi);
+    int T = threads < 1 ? 1 : threads > MAXT ? MAXT : threads;
+    r->threads = T;
+    par_t *P = calloc(1, sizeof(par_t));
+    if (!P) { r->status = ST_NOMEM; return c; }
+    P->T = T; P->hc = hc; P->deadlock = deadlock;
+    P->budget = budget > 0 ? (u64)budget : UINT64_MAX;
+    P->bound_idx = max_states > 0 ? (u64)(max_states > 2 ? max_states - 1 : 1) : 0;
+    int status = ST_OK;
+    for (int t = 0; t < T; t++) {
+        shard_t *S = &P->sh[t];
+        S->cap = 1 << 11;
+        if (hc) S->htab = calloc(S->cap, sizeof(u64)); else S->ktab = calloc(S->cap, KB);
+        if (!S->htab && !S->ktab) status = ST_NOMEM;
+        atomic_fetch_add(&P->used, S->cap * PSLOT);
+        worker_t *W = &P->w[t];
+        W->P = P; W->t = t; W->first_done = -1;
+        W->c = calloc(1, sizeof(ctx_t));
+        if (!W->c) { status = ST_NOMEM; continue; }
+        W->c->res = &W->r; W->c->hc = hc;
+        memcpy(W->c->olo, init, sizeof c->olo); memcpy(W->c->ohi, init, sizeof c->ohi);
+    }
+    u64 exercised = 0, trans = 0;
+    i64 depth = 0;
+    sv_t s0[NV];
+    for (int q = 0; q < NV; q++) s0[q] = (sv_t)init[q];
+    if (status) goto done;
+    {
+        u64 w[KW];
+        canon_key(s0, w);
+        u64 h = key_hash(P, w);
+        sh_insert(P, &P->sh[shard_of(P, h)], w, h);
+        P->count = 1;
+        if (grow_buf(P, (void **)&P->parent, &P->acap, 1, sizeof(uint32_t) + sizeof(move_t))) { status = ST_MEMORY; goto done; }
+        P->moves = malloc(P->acap * sizeof(move_t));
+        int tid = -1;
+        int p = check_state(s0, &tid);
+        if (p) { status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = 0; goto done; }
+        exercised = triggers(s0);
+        if (!reserve(P, SB + 1)) { status = ST_MEMORY; goto done; }
+        P->cur = malloc(SB + 1);
+        if (!P->cur || !P->moves) { status = ST_NOMEM; goto done; }
+        u64 pw[SW];
+        pack_state(s0, pw);
+        memcpy(P->cur, pw, SB);
+        P->L0 = 0; P->ncur = 1;
+        P->transient = SB;
+    }
+    int incomplete = 0;
+    while (P->ncur) {
+        if (depth > r->diameter) r->diameter = depth;
+        if (max_depth >= 0 && depth >= max_depth) { incomplete = 1; break; }
+        /* phase A */
+        int par = (i64)P->ncur >= par_min;
+        int nt = par ? T : 1;
+        for (int t = 0; t < T; t++) {
+            worker_t *W = &P->w[t];
+            W->lo = P->L0 + P->ncur * t / nt; W->hi = P->L0 + P->ncur * (t + 1) / nt;
+            if (t >= nt) W->lo = W->hi = P->L0 + P->ncur;
+        }
+        run_phase(phase_expand, P->w, sizeof(worker_t), T, par);     /* an empty chunk resets its lists */
+        u64 ncand = 0;
+        for (int t = 0; t < T; t++) {
+            if (P->w[t].ev == ST_OVERFLOW) {
+                r->status = ST_OVERFLOW; r->overflow_slot = P->w[t].r.overflow_slot;
+                r->overflow_value = P->w[t].r.overflow_value; status = ST_OVERFLOW; goto done;
+            }
+            if (P->w[t].ev == ST_MEMORY || P->w[t].ev == ST_NOMEM) { status = P->w[t].ev; goto cut; }
+            ncand += P->w[t].ncand;
+        }
+        /* phase B */
+        shard_job_t jobs[MAXT];
+        for (int s = 0; s < T; s++) { jobs[s].P = P; jobs[s].s = s; }
+        run_phase(phase_insert, jobs, sizeof(shard_job_t), T, (i64)ncand >= par_min);
+        for (int s = 0; s < T; s++) if (P->sh[s].fail) { status = P->sh[s].fail; goto cut; }
+        u64 total = 0;
+        for (int t = 0; t < T; t++) {
+            worker_t *W = &P->w[t];
+            W->newcnt = 0;
+            for (int s = 0; s < T; s++) W->newcnt += P->newts[t][s];
+            W->base = P->count + total;
+            total += W->newcnt;
+        }
+        /* the parent and move arrays and the next frontier, for every new state of the level */
+        if (P->count + total > UINT32_MAX) { status = ST_MEMORY; goto cut; }
+        if (P->count + total > P->acap) {
+            u64 ncap = P->acap;
+            while (ncap < P->count + total) ncap *= 2;
+            if (ncap > UINT32_MAX) ncap = UINT32_MAX;
+            if (!reserve(P, (ncap - P->acap) * (sizeof(uint32_t) + sizeof(move_t)))) { status = ST_MEMORY; goto cut; }
+            uint32_t *pp = realloc(P->parent, ncap * sizeof(uint32_t));
+            if (pp) P->parent = pp;
+            move_t *mm = pp ? realloc(P->moves, ncap * sizeof(move_t)) : NULL;
+            if (mm) P->moves = mm;
+            if (!pp || !mm) { status = ST_NOMEM; goto cut; }
+            P->acap = ncap;
+        }
+        if (!reserve(P, total * SB + 1)) { status = ST_MEMORY; goto cut; }
+        P->next = malloc(total * SB + 1);
+        if (!P->next) { status = ST_NOMEM; goto cut; }
+        {
+            u64 tr = P->transient + total * SB + 1;
+            for (int t = 0; t < T; t++) tr += P->w[t].capc * sizeof(cand_t);
+            if (tr > P->transient_peak) P->transient_peak = tr;
+        }
+        /* phase C */
+        run_phase(phase_number, P->w, sizeof(worker_t), T, (i64)total >= par_min);
+        /* the first event in the sequential order: see the head of this search */
+        u64 before = trans;
+        int stop = 0;
+        for (int t = 0; t < T && !stop; t++) {
+            worker_t *W = &P->w[t];
+            u64 ex = exercised | W->exercised;
+            if (W->viol_idx >= 0 || W->hit_bound) {
+                i64 idx = W->viol_idx >= 0 ? W->viol_idx : (i64)P->bound_idx;
+                i64 ord = W->viol_idx >= 0 ? W->viol_ord : W->bound_ord;
+                trans = before + (u64)ord + 1;
+                P->count = (u64)idx + 1;
+                if (W->first_done >= 0 && W->first_done < (i64)P->parent[idx]) ex |= FINALS;
+                for (int u = 0; u < t; u++) if (P->w[u].first_done >= 0) ex |= FINALS;
+                exercised = ex;
+                if (W->viol_idx >= 0) { status = ST_VIOLATION; r->prop = W->viol_prop; r->tid = W->viol_tid; r->index = idx; }
+                else status = ST_BOUND;
+                r->frontier_left = (i64)(P->L0 + P->ncur - P->parent[idx] - 1);
+                stop = 1;
+            } else if (W->ev) {
+                trans = before + W->succ;
+                P->count = W->base + W->newcnt;
+                for (int u = 0; u <= t; u++) if (P->w[u].first_done >= 0) ex |= FINALS;
+                exercised = ex;
+                status = W->ev; r->index = W->ev_parent;
+                if (W->ev == ST_FINAL) r->prop = W->ev_prop;
+                r->frontier_left = (i64)(P->L0 + P->ncur - (u64)W->ev_parent - 1);
+                stop = 1;
+            } else {
+                before += W->succ;
+                exercised = ex;
+                for (int u = 0; u <= t; u++) if (P->w[u].first_done >= 0) exercised |= FINALS;
+            }
+        }
+        if (stop) goto done;
+        trans = before;
+        P->count += total;
+        for (int t = 0; t < T; t++) { P->w[t].exercised = 0; P->w[t].first_done = -1; }
+        release(P, P->ncur * SB + 1);
+        free(P->cur);
+        P->cur = P->next; P->next = NULL;
+        P->L0 += P->ncur; P->ncur = total;
+        P->transient = total * SB + 1;
+        depth++;
+        if (progress) {
+            double el = since(&c->t0), dt = since(&c->last);
+            if (dt >= (progress == 1 ? 1.0 : 10.0)) {
+                clock_gettime(CLOCK_MONOTONIC, &c->last);
+                fprintf(stderr, "  %s: %llu states, depth %lld, %.0f states/s (native, %d threads)%s", name,
+                        (unsigned long long)P->count, (long long)depth, P->count / (el > 1e-9 ? el : 1e-9), T,
+                        progress == 1 ? "\r" : "\n");
+                fflush(stderr);
+            }
+        }
+    }
+    if (status == ST_OK && incomplete) { status = ST_BOUND; r->frontier_left = (i64)P->ncur; }
+    goto done;
+cut:
+    /* out of memory inside a level: the search ends with the levels completed before it */
+    r->frontier_left = (i64)P->ncur;
+done:
+    r->status = status;
+    r->depth = r->diameter;       /* the level being worked when the search ended, as the sequential search */
+    r->transitions = (i64)trans;
+    r->exercised = exercised;
+    r->states = (i64)P->count;
+    u64 tb = 0;
+    for (int t = 0; t < T; t++) {
+        tb += P->sh[t].cap * PSLOT;
+        r->expanded[t] = (i64)P->w[t].expanded_total;
+        if (P->w[t].c)
+            for (int q = 0; q < NV; q++) {
+                if (P->w[t].c->olo[q] < c->olo[q]) c->olo[q] = P->w[t].c->olo[q];
+                if (P->w[t].c->ohi[q] > c->ohi[q]) c->ohi[q] = P->w[t].c->ohi[q];
+            }
+    }
+    r->table_bytes = (i64)tb;
+    r->bytes = (i64)(tb + P->count * PER_STATE);
+    r->frontier_peak_bytes = (i64)P->transient_peak;
+    /* the path arrays stay with the context: pdd_path reads them */
+    c->parent = P->parent; c->moves = P->moves; c->count = P->count;
+    par_free(P);
+    r->seconds = since(&c->t0);
+    struct timespec b; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    r->cpu_seconds = (b.tv_sec - c->cpu0.tv_sec) + (b.tv_nsec - c->cpu0.tv_nsec) * 1e-9;
+    return c;
+}
 """
