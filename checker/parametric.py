@@ -476,8 +476,9 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | Non
     non-workers, every number of workers running its worker programs.  Budget
     per query: ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``,
     else ``DEFAULT_RLIMIT``."""
+    from dataclasses import replace
+
     from ..model.lemmas import DEFAULT
-    from ..model.registry import build_model
     model = spec.build()
     if model.geometry.windowed:
         raise CutoffError("allocator.size: --any-workers needs an explicit allocator (a window sized for this "
@@ -486,7 +487,9 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | Non
     lemmas = [x for x in (lemmas or p.get("lemmas", DEFAULT)) if x != "mask_is_held_blocks"]
     if budget is None:
         budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
-    return prove_any_workers(lambda wl: build_model(spec.model, spec.options, wl, spec.size, spec.name),
+    # every number of workers under the spec's configuration (its retry count too), only the workload varies
+    cfg = spec.run_config
+    return prove_any_workers(lambda wl: cfg.with_workload(wl).build(spec.name),
                              spec.workload, properties or spec.checked_properties(model), lemmas=lemmas,
                              budget=budget,
-                             stress_builder=lambda wl: build_model(spec.model, spec.options, wl, 1, spec.name))
+                             stress_builder=lambda wl: replace(cfg, size=1).with_workload(wl).build(spec.name))
