@@ -313,3 +313,27 @@ class Conformance(RuleBasedStateMachine):
 Conformance.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None,
                                          suppress_health_check=[HealthCheck.too_slow])
 TestSequentialConformance = Conformance.TestCase
+
+
+# -- the same on the C code ------------------------------------------------------------------------------------
+# The state machine above calls the Python managers directly.  On the C managers (and on the Python ones again)
+# calls run one after another through the controlled scheduler, each to its end once begun, in an order and
+# with a workload hypothesis draws; model and code are compared at every step (labels, who can move, every
+# shared variable and block, return codes and statistics: tests/test_conformance_concurrent.py's run_schedule).
+
+import pytest  # noqa: E402
+from hypothesis import given  # noqa: E402
+
+from test_conformance_concurrent import C_OPTIONS, LANGS, run_schedule, workloads  # noqa: E402
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_sequential_calls_conform(lang):
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(w=workloads(options=lambda draw: dict(draw(st.sampled_from(C_OPTIONS)))), data=st.data())
+    def run(w, data):
+        kind, opts, wl, size = w
+        run_schedule(kind, opts, wl, lambda n, what: data.draw(st.integers(0, n - 1), label=what), size=size,
+                     lang=lang, sequential=True)
+    run()
