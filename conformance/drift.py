@@ -13,14 +13,17 @@ each naming the C statement it stands for (``Step.code``).  They must agree:
 * labels that occur once on both sides come in the same order (a reordered call).  ``return`` and
   ``skipped`` end several paths in the C and are left out of the order.
 
-This reads the C with a tokenizer, not a C parser: enough for the managers' own style (no function pointers,
-helpers defined before use), and it says so when a function is missing.
+The C is parsed (pycparser, after the preprocessor with the shim's headers and the options' defines) and each
+function's body walked in source order: a condition before its branches, a callee before its arguments, the
+file's helpers read in place where they are called.  A function that is not defined is reported.
 """
 from __future__ import annotations
 
 import re
 import subprocess
 from dataclasses import dataclass, field
+
+from pycparser import c_ast, c_parser
 
 from ..model.manager import Workload
 from ..model.options import resolve
@@ -39,7 +42,9 @@ C_ONLY = {"fini": {"leak_check": "fini's WARN on used/vis_usage, after the teard
 # the model's steps the harness takes, not the manager
 HARNESS_ONLY = {"entry"}
 
-_TOK = re.compile(r'"(?:\\.|[^"\\])*"|[A-Za-z_]\w*|\S')
+# GNU C the shim's and libc's headers use, which pycparser's C99 grammar does not have: attributes and
+# alignments say nothing of the calls, typeof and offsetof appear only inside container_of's casts
+PARSER_DEFINES = ("__attribute__(x)=", "__alignof__(x)=8", "__builtin_offsetof(t,m)=0", "__typeof__(x)=int")
 
 
 @dataclass
@@ -65,80 +70,56 @@ def preprocess(path, defines) -> str:
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler for the preprocessor")
-    p = subprocess.run([cc, "-E", "-P", "-DPDDGPU_DRIFT_VIEW", *(f"-D{d}" for d in defines), "-I", str(path.parent),
-                        str(path)], capture_output=True, text=True, check=True)
+    p = subprocess.run([cc, "-E", "-P", "-DPDDGPU_DRIFT_VIEW", *(f"-D{d}" for d in (*PARSER_DEFINES, *defines)),
+                        "-I", str(path.parent), str(path)], capture_output=True, text=True, check=True)
     return p.stdout
 
 
-def functions(text: str) -> dict[str, list[str]]:
-    """Function name -> the tokens of its body."""
-    toks = _TOK.findall(text)
-    out, i, n = {}, 0, len(toks)
-    while i < n:
-        if toks[i] == "(" and i > 0 and re.fullmatch(r"[A-Za-z_]\w*", toks[i - 1]):
-            depth, j = 0, i
-            while j < n:
-                depth += toks[j] == "("
-                depth -= toks[j] == ")"
-                if depth == 0:
-                    break
-                j += 1
-            if j + 1 < n and toks[j + 1] == "{":
-                depth, k = 0, j + 1
-                while k < n:
-                    depth += toks[k] == "{"
-                    depth -= toks[k] == "}"
-                    if depth == 0:
-                        break
-                    k += 1
-                out[toks[i - 1]] = toks[j + 2:k]
-                i = k
-        i += 1
-    return out
+def functions(text: str) -> dict:
+    """Function name -> its definition (a pycparser ``FuncDef``) in preprocessed C."""
+    try:
+        ast = c_parser.CParser().parse(text, "<preprocessed>")
+    except c_parser.ParseError as e:
+        raise ValueError(f"drift check: the preprocessed C does not parse ({e})") from None
+    return {e.decl.name: e for e in ast.ext if isinstance(e, c_ast.FuncDef)}
 
 
-def _skip_args(toks, i) -> int:
-    """Index past the parenthesised arguments starting at toks[i] == '('."""
-    depth = 0
-    while i < len(toks):
-        depth += toks[i] == "("
-        depth -= toks[i] == ")"
-        i += 1
-        if depth == 0:
-            break
-    return i
+def _callee(call) -> str | None:
+    return call.name.name if isinstance(call.name, c_ast.ID) else None
 
 
 def c_points(funcs: dict, name: str, pre=()) -> list[Point]:
     """The scheduling points of C function ``name`` in source order, labelled as the shim labels them."""
     events = list(pre)
+    nosched = 0
 
-    def walk(fn, stack):
-        toks = funcs[fn]
-        i, nosched = 0, 0
-        while i < len(toks):
-            t = toks[i]
-            nxt = toks[i + 1] if i + 1 < len(toks) else ""
-            if t in ("shim_step", "shim_step_sub") and nxt == "(":
-                events.append(("step" if t == "shim_step" else "sub", toks[i + 2].strip('"')))
-                i = _skip_args(toks, i + 1)
-                continue
-            if t == "shim_point" and nxt == "(":
-                events.append(("point", None))
-            elif t == "shim_nosched_enter":
-                nosched += 1
-            elif t == "shim_nosched_exit":
-                nosched -= 1
-            elif t in API and nxt == "(":
-                events.append(("inside" if nosched else "api", t))
-                if t in ("wait_event", "data_race_read"):      # their arguments run inside their own step
-                    i = _skip_args(toks, i + 1)
-                    continue
-            elif t in funcs and nxt == "(" and t not in stack and t != fn:
-                walk(t, stack + (t,))
-            i += 1
+    def walk(node, fn, stack):
+        nonlocal nosched
+        if not isinstance(node, c_ast.FuncCall):
+            for _, child in node.children():
+                walk(child, fn, stack)
+            return
+        n = _callee(node)
+        args = node.args.exprs if node.args is not None else []
+        if n in ("shim_step", "shim_step_sub"):
+            events.append(("step" if n == "shim_step" else "sub", args[0].value.strip('"')))
+            return
+        if n == "shim_point":
+            events.append(("point", None))
+        elif n == "shim_nosched_enter":
+            nosched += 1
+        elif n == "shim_nosched_exit":
+            nosched -= 1
+        elif n in API:
+            events.append(("inside" if nosched else "api", n))
+            if n in ("wait_event", "data_race_read"):      # their arguments run inside their own step
+                return
+        elif n in funcs and n not in stack and n != fn:
+            walk(funcs[n].body, n, stack + (n,))
+        for a in args:
+            walk(a, fn, stack)
 
-    walk(name, (name,))
+    walk(funcs[name].body, name, (name,))
     pts: list[Point] = []
     outer = base = ""
     seq = 0
@@ -203,7 +184,8 @@ def c_functions(kind: str, options: dict, src=None, retry_count=None) -> dict[st
     missing = [f for f in need.values() if f not in funcs]
     if kind == "gtt":
         vfuncs = functions(preprocess(Path(src) / "pddgpu_vram_mgr.c", defines_for(options, retry_count)))
-        funcs["pddgpu_device_shutdown"] = vfuncs.get("pddgpu_device_shutdown", [])
+        if "pddgpu_device_shutdown" in vfuncs:
+            funcs["pddgpu_device_shutdown"] = vfuncs["pddgpu_device_shutdown"]
     if missing:
         raise ValueError(f"drift check: no definition of {', '.join(missing)} in {path.name}")
     out = {}
@@ -211,7 +193,7 @@ def c_functions(kind: str, options: dict, src=None, retry_count=None) -> dict[st
         pre_events = [("step", "set_error")] if call == "set_error" else []     # the injector's STEP (harness.c)
         pts = c_points(funcs, fn, pre_events)
         if call == "fini":
-            pts = c_points(funcs, "pddgpu_device_shutdown") + pts
+            pts = (c_points(funcs, "pddgpu_device_shutdown") if "pddgpu_device_shutdown" in funcs else []) + pts
         out[call] = pts
     return out
 

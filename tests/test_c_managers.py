@@ -478,3 +478,16 @@ def test_c_monitor_reports_what_the_models_expression_says(monkeypatch):
     monkeypatch.setattr(RunConfig, "build", with_property("used_matches_allocations", eq(Var("used"), 0)))
     rep = replay_on_c(shutdown, {"fix_free_always_releases": True}, root=ROOT)
     assert "used_matches_allocations" in rep.observed and not rep.clean, format_c_report(rep)
+
+
+def test_drift_reads_the_c_through_a_parser():
+    """The drift check walks pycparser's tree: a condition before its branches, both branches in source order,
+    a call's callee before its arguments; a file that does not parse is one error naming the parse."""
+    from pddgpu_verify.conformance import drift
+    funcs = drift.functions("int g(int *x) { return atomic_read(x); }\n"
+                            "int f(int x) { if (atomic_read(&x)) mutex_lock(&x); else { spin_lock(&x); }\n"
+                            "  msleep(g(&x)); return 0; }")
+    assert [p.api for p in drift.c_points(funcs, "f")] == ["atomic_read", "mutex_lock", "spin_lock", "msleep",
+                                                           "atomic_read"]
+    with pytest.raises(ValueError, match="does not parse"):
+        drift.functions("int f( { }")
