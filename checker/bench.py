@@ -294,9 +294,17 @@ def _num(v):
 
 
 def _ratio(ours, spin):
-    if ours["verdict"] != "OK" or spin["verdict"] != "OK" or not spin["seconds"]:
+    if not spin["seconds"] or not ours["seconds"]:
         return "-"
-    return f"{ours['seconds'] / spin['seconds']:.2f}"
+    r = ours["seconds"] / spin["seconds"]
+    if ours["verdict"] == "OK" and spin["verdict"] == "OK":
+        return f"{r:.2f}"
+    # one side stopped at a limit: its time is a lower bound of what it needed, so the ratio is a bound too
+    if ours["verdict"] == "OK" and spin["verdict"] == "INCOMPLETE":
+        return f"< {r:.2f}"
+    if ours["verdict"] == "INCOMPLETE" and spin["verdict"] == "OK":
+        return f"> {r:.2f}"
+    return "-"
 
 
 def _verdict(x):
