@@ -10,6 +10,8 @@ the cycle proviso, in a form any search order satisfies).  Otherwise every succe
 """
 from __future__ import annotations
 
+from operator import itemgetter
+
 from ..model.independence import Independence, Visibility
 
 
@@ -28,6 +30,10 @@ class Reduction:
         self.full = 0          # states with successors of more than one thread, expanded fully
         self.proviso = 0       # of those, states where an ample set existed but C3 refused it
         self._masks = {}
+        # eligibility depends only on the pcs and the protected lock words: cached per such control state
+        slots = self.pc_slots + [self.ind.lock_slot[L] for L in self.ind.protected]
+        self._control = itemgetter(*slots) if len(slots) > 1 else (lambda s, k=slots[0]: (s[k],))
+        self._eligible = {}
 
     def masks(self, t, p, held):
         key = (t, p, held)
@@ -60,8 +66,12 @@ class Reduction:
         for n in nexts:
             by_thread.setdefault(n[0], []).append(n)
         refused = False
+        ctl = self._control(s)
         for t in sorted(by_thread, key=lambda t: len(by_thread[t])):
-            if not self.eligible(t, s):
+            ok = self._eligible.get((t, ctl))
+            if ok is None:
+                self._eligible[(t, ctl)] = ok = self.eligible(t, s)
+            if not ok:
                 continue
             amp = by_thread[t]
             # C3: every successor new or discovered deeper than s, so no cycle of reduced expansions can close
