@@ -243,3 +243,34 @@ def test_random_models_keep_their_verdicts():
             reduced += red.stats["states"] < full.stats["states"]
             assert outcome(red) == outcome(full), (seed, kw)
     assert runs > 200 and reduced > 50, (runs, reduced)
+
+
+def test_a_lock_written_outside_its_discipline_protects_nothing():
+    """The cut behind the lock-aware reduction holds only while every write of the lock word runs where its
+    thread holds it or under a guard L == 0: one stray store, and the lock gives no independence."""
+    def locker(stray):
+        # pre peeks at the lock word (dependent on every acquire and release): only the cut at t1's acquire
+        # makes t0's step on x independent of what t1 can still do
+        steps = [Step("pre", (Branch(E.TRUE, ((E.Local("a"), E.Var("L")),), "lock"),)),
+                 Step("lock", (Branch(E.eq(E.Var("L"), 0), ((E.Var("L"), E.SelfId() + 1),), "work"),),
+                      kind="acquire", lock="L"),
+                 Step("work", (Branch(E.TRUE, ((E.Var("x"), E.Var("x") + 1),), "unlock"),)),
+                 Step("unlock", (Branch(E.TRUE, ((E.Var("L"), E.Const(0)),), "stray" if stray else "done"),),
+                      kind="release", lock="L")]
+        if stray:
+            steps.append(Step("stray", (Branch(E.TRUE, ((E.Var("L"), E.Const(2)),), "done"),)))
+        return Program("p", tuple(steps), (VarDecl("a", bits=8),))
+
+    shared = (VarDecl("x", bits=4), VarDecl("L", bits=8, kind="owner"))
+    reduced = []
+    for stray, protected in ((False, ["L"]), (True, [])):
+        m = Model("locks", shared, (ThreadDef("t0", locker(False)), ThreadDef("t1", locker(stray))),
+                  {"x_small": Property("x_small", "invariant", "", E.Var("x") < 3)}, locks={"L": "mutex"})
+        ind = Independence(m)
+        assert ind.protected == protected
+        assert ind.held[(0, "L")] == {2, 3}           # t0 holds L at work and unlock
+        full, red = (explore(m, backend="python", por=por) for por in (False, True))
+        assert outcome(red) == outcome(full)
+        reduced.append(red.stats["por_reduced_states"])
+    # inside the critical section, t0's step on x is independent of all t1 can still do only while L protects
+    assert reduced[0] > reduced[1], reduced
