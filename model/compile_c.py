@@ -975,19 +975,23 @@ int pdd_key_words(void) { return KW; }
 
 PAR_RUNTIME_C = r"""
 /* ---- the parallel breadth-first search: level by level, T threads.
-   Phase A: each thread expands a contiguous chunk of the level's states (chunk t before chunk t+1, so the
-   threads' successor lists, concatenated, are in the sequential search's order of (parent, move)) and drops
-   successors already in the visited set, which nobody writes in this phase.
-   Phase B: the visited set is split into T shards by hash; thread s alone inserts into shard s, walking the
-   candidates of thread 0, then 1, ... in order: the first to claim a state is the one the sequential search
+   Phase A: the level's states are cut into contiguous chunks (chunk j before chunk j+1, so the chunks'
+   successor lists, concatenated, are in the sequential search's order of (parent, move)); a thread claims a
+   chunk at a time, expands it and drops successors already in the visited set, which nobody writes in this
+   phase.  Chunks claimed one by one, not a fixed share per thread: a thread the machine deschedules holds
+   up a level by one chunk, not by half of it.
+   Phase B: the visited set is split into S shards by hash; one thread at a time fills a shard, walking the
+   candidates of chunk 0, then 1, ... in order: the first to claim a state is the one the sequential search
    would have met first, with no lock and no compare-and-swap, and the same on every run.
-   Phase C: each thread numbers its new states from the sum of the counts before it (the sequential
+   Phase C: each chunk numbers its new states from the sum of the counts before it (the sequential
    numbering, state for state), records parents and moves, checks them and writes the next frontier.
-   The first event in sequential order is then the first thread's: its violation, else the state bound if it
-   falls in that thread's states, else the deadlock or final violation it stopped at. */
+   The first event in sequential order is then the first chunk's: its violation, else the state bound if it
+   falls in that chunk's states, else the deadlock or final violation it stopped at. */
 #include <pthread.h>
 #include <stdatomic.h>
 #define MAXT 64
+#define MAXC 128            /* chunks of a level */
+#define MAXS 64             /* shards of the visited set */
 static i64 par_min = 512;    /* a level smaller than this is worked by one thread: spawning costs more */
 void pdd_set_par_min(i64 n) { par_min = n < 1 ? 1 : n; }     /* tests split every level, however small */
 
@@ -1001,26 +1005,27 @@ typedef struct { u64 h, ord; uint32_t parent; move_t move; uint8_t isnew; u64 ke
 #endif
 typedef struct { uint8_t *ktab; u64 *htab; u64 cap, count; int fail; } shard_t;
 struct par;
-typedef struct {
-    struct par *P; int t;
-    ctx_t *c; result_t r;
+typedef struct { struct par *P; int t; ctx_t *c; result_t r; u64 expanded; } thread_t;
+typedef struct {                 /* a chunk of a level */
     cand_t *cand; u64 ncand, capc;
-    uint32_t *bucket[MAXT]; u64 nbk[MAXT], capb[MAXT];
-    u64 lo, hi, succ, expanded_total;
-    int ev; i64 ev_parent, ev_prop;
+    uint32_t *bucket[MAXS]; u64 nbk[MAXS], capb[MAXS];
+    u64 lo, hi, succ;
+    int ev; i64 ev_parent, ev_prop, ov_slot, ov_value;
     i64 first_done; u64 exercised;
     u64 newcnt, base;
     i64 viol_idx, viol_prop, viol_tid, viol_ord, bound_ord; int hit_bound;
 } worker_t;
 typedef struct par {
-    int T, hc, deadlock;
-    shard_t sh[MAXT];
+    int T, S, NC, hc, deadlock;
+    _Atomic int next_job; int njobs; void (*job)(struct par *, thread_t *, int);
+    shard_t sh[MAXS];
     u64 count, L0, ncur, bound_idx;
     uint32_t *parent; move_t *moves; u64 acap;
     uint8_t *cur, *next;
     _Atomic u64 used; u64 budget; u64 transient, transient_peak;
-    u64 newts[MAXT][MAXT];
-    worker_t w[MAXT];
+    u64 newts[MAXC][MAXS];
+    worker_t w[MAXC];
+    thread_t th[MAXT];
 } par_t;
 
 static int reserve(par_t *P, u64 b) {
@@ -1031,7 +1036,7 @@ static int reserve(par_t *P, u64 b) {
 static void release(par_t *P, u64 b) { atomic_fetch_sub(&P->used, b); }
 
 #define PSLOT ((u64)(P->hc ? sizeof(u64) : KB))
-static inline int shard_of(const par_t *P, u64 h) { return (int)(h % (u64)P->T); }
+static inline int shard_of(const par_t *P, u64 h) { return (int)(h % (u64)P->S); }
 
 static int sh_lookup(const par_t *P, const shard_t *S, const u64 *w, u64 h) {
     u64 j = POS(h, S->cap);
@@ -1121,10 +1126,11 @@ static int expand_keyed(par_t *P, ctx_t *c, const sv_t *s, int b) {
     return k;
 }
 
-static void *phase_expand(void *arg) {
-    worker_t *W = arg; par_t *P = W->P; ctx_t *c = W->c;
+static void phase_expand(par_t *P, thread_t *th, int job) {
+    worker_t *W = &P->w[job]; ctx_t *c = th->c;
     W->ncand = 0; W->succ = 0; W->ev = 0; W->ev_parent = -1; W->ev_prop = -1;
-    for (int s = 0; s < P->T; s++) W->nbk[s] = 0;
+    W->first_done = -1; W->exercised = 0;
+    for (int s = 0; s < P->S; s++) W->nbk[s] = 0;
     sv_t st[2][NV];
     int b = 0, k = -1;
     if (W->lo < W->hi) {
@@ -1143,18 +1149,19 @@ static void *phase_expand(void *arg) {
             unpack_state(pw, st[b ^ 1]);
             kn = expand_keyed(P, c, st[b ^ 1], b ^ 1);
         }
-        W->expanded_total++;
+        th->expanded++;
         if (k < 0) {
             c->bn = c->nb[b]; c->bm = c->mv[b];
             expand(st[b], c);            /* again: the overflow it reports is this parent's */
-            W->ev = ST_OVERFLOW; W->ev_parent = (i64)i; return NULL;
+            W->ev = ST_OVERFLOW; W->ev_parent = (i64)i;
+            W->ov_slot = th->r.overflow_slot; W->ov_value = th->r.overflow_value; return;
         }
         if (k == 0) {
             if (is_done(st[b])) {
                 int f = check_final(st[b]);
-                if (f) { W->ev = ST_FINAL; W->ev_parent = (i64)i; W->ev_prop = f - 1; return NULL; }
+                if (f) { W->ev = ST_FINAL; W->ev_parent = (i64)i; W->ev_prop = f - 1; return; }
                 if (W->first_done < 0) W->first_done = (i64)i;
-            } else if (P->deadlock) { W->ev = ST_DEADLOCK; W->ev_parent = (i64)i; return NULL; }
+            } else if (P->deadlock) { W->ev = ST_DEADLOCK; W->ev_parent = (i64)i; return; }
         }
         for (int j = 0; j < k; j++) {
             u64 ord = W->succ++;
@@ -1163,7 +1170,7 @@ static void *phase_expand(void *arg) {
             if (sh_lookup(P, &P->sh[sh], c->kw[b][j], h)) continue;
             int e = grow_buf(P, (void **)&W->cand, &W->capc, W->ncand + 1, sizeof(cand_t));
             if (!e) e = grow_buf(P, (void **)&W->bucket[sh], &W->capb[sh], W->nbk[sh] + 1, sizeof(uint32_t));
-            if (e || W->ncand >= UINT32_MAX) { W->ev = e ? e : ST_MEMORY; W->ev_parent = (i64)i; return NULL; }
+            if (e || W->ncand >= UINT32_MAX) { W->ev = e ? e : ST_MEMORY; W->ev_parent = (i64)i; return; }
             cand_t *x = &W->cand[W->ncand];
             x->h = h; x->ord = ord; x->parent = (uint32_t)i; x->move = (move_t)c->mv[b][j]; x->isnew = 0;
             memcpy(x->key, c->kw[b][j], sizeof x->key);
@@ -1176,34 +1183,31 @@ static void *phase_expand(void *arg) {
         }
         b ^= 1; k = kn;
     }
-    return NULL;
 }
 
-typedef struct { par_t *P; int s; } shard_job_t;
-static void *phase_insert(void *arg) {
-    shard_job_t *J = arg; par_t *P = J->P; shard_t *S = &P->sh[J->s];
-    for (int t = 0; t < P->T; t++) {
+static void phase_insert(par_t *P, thread_t *th, int sid) {
+    shard_t *S = &P->sh[sid];
+    for (int t = 0; t < P->NC; t++) {
         worker_t *W = &P->w[t];
         u64 n = 0;
-        u64 nq = W->nbk[J->s];
+        u64 nq = W->nbk[sid];
         for (u64 q = 0; q < nq && !S->fail; q++) {
             if (q + 8 < nq) {      /* the probe eight candidates on: its slot is in cache when its turn comes */
-                u64 h8 = W->cand[W->bucket[J->s][q + 8]].h;
+                u64 h8 = W->cand[W->bucket[sid][q + 8]].h;
                 if (P->hc) __builtin_prefetch(&S->htab[POS(h8, S->cap)]);
                 else __builtin_prefetch(S->ktab + POS(h8, S->cap) * KB);
             }
-            cand_t *x = &W->cand[W->bucket[J->s][q]];
+            cand_t *x = &W->cand[W->bucket[sid][q]];
             int r = sh_insert(P, S, x->key, x->h);
             if (r == 1) { x->isnew = 1; n++; }
             else if (r) S->fail = r;
         }
-        P->newts[t][J->s] = n;
+        P->newts[t][sid] = n;
     }
-    return NULL;
 }
 
-static void *phase_number(void *arg) {
-    worker_t *W = arg; par_t *P = W->P;
+static void phase_number(par_t *P, thread_t *th, int job) {
+    worker_t *W = &P->w[job];
     u64 idx = W->base;
     sv_t n[NV];
     W->viol_idx = -1; W->hit_bound = 0;
@@ -1217,36 +1221,39 @@ static void *phase_number(void *arg) {
         unpack_state(pw, n);
         int tid = -1;
         int p = check_state(n, &tid);
-        if (p) { W->viol_idx = (i64)idx; W->viol_prop = p - 1; W->viol_tid = tid; W->viol_ord = (i64)x->ord; return NULL; }
+        if (p) { W->viol_idx = (i64)idx; W->viol_prop = p - 1; W->viol_tid = tid; W->viol_ord = (i64)x->ord; return; }
         if (W->exercised != ALLW) W->exercised |= triggers(n);
-        if (P->bound_idx && idx == P->bound_idx) { W->hit_bound = 1; W->bound_ord = (i64)x->ord; return NULL; }
+        if (P->bound_idx && idx == P->bound_idx) { W->hit_bound = 1; W->bound_ord = (i64)x->ord; return; }
         idx++;
     }
+}
+
+static void *thread_main(void *arg) {
+    thread_t *th = arg; par_t *P = th->P;
+    for (int j; (j = atomic_fetch_add(&P->next_job, 1)) < P->njobs; ) P->job(P, th, j);
     return NULL;
 }
 
-/* fn(arg_i) for i < n: on n threads (this one among them) when parallel, else one after the other here */
-static int run_phase(void *(*fn)(void *), void *args, size_t size, int n, int parallel) {
-    pthread_t th[MAXT];
+/* jobs 0..n-1 of fn, claimed one at a time: by the T threads (this one among them) when parallel, else all
+   here */
+static void run_phase(par_t *P, void (*fn)(par_t *, thread_t *, int), int n, int parallel) {
+    pthread_t tid[MAXT];
     int started[MAXT] = {0};
+    P->job = fn; P->njobs = n; atomic_store(&P->next_job, 0);
     if (parallel && n > 1)
-        for (int i = 1; i < n; i++) started[i] = !pthread_create(&th[i], NULL, fn, (char *)args + i * size);
-    fn(args);
-    for (int i = 1; i < n; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else fn((char *)args + i * size);     /* a thread that could not start: its share runs here */
-    }
-    return 0;
+        for (int i = 1; i < P->T; i++) started[i] = !pthread_create(&tid[i], NULL, thread_main, &P->th[i]);
+    thread_main(&P->th[0]);
+    for (int i = 1; i < P->T; i++) if (started[i]) pthread_join(tid[i], NULL);
 }
 
 static void par_free(par_t *P) {
-    for (int t = 0; t < P->T; t++) {
-        free(P->sh[t].ktab); free(P->sh[t].htab);
-        worker_t *W = &P->w[t];
+    for (int s = 0; s < P->S; s++) { free(P->sh[s].ktab); free(P->sh[s].htab); }
+    for (int j = 0; j < MAXC; j++) {
+        worker_t *W = &P->w[j];
         free(W->cand);
-        for (int s = 0; s < P->T; s++) free(W->bucket[s]);
-        free(W->c);
+        for (int s = 0; s < P->S; s++) free(W->bucket[s]);
     }
+    for (int t = 0; t < P->T; t++) free(P->th[t].c);
     free(P->cur); free(P->next);
     free(P);
 }
@@ -1266,21 +1273,24 @@ ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock,
     par_t *P = calloc(1, sizeof(par_t));
     if (!P) { r->status = ST_NOMEM; return c; }
     P->T = T; P->hc = hc; P->deadlock = deadlock;
+    P->S = T == 1 ? 1 : (4 * T < MAXS ? 4 * T : MAXS);
     P->budget = budget > 0 ? (u64)budget : UINT64_MAX;
     P->bound_idx = max_states > 0 ? (u64)(max_states > 2 ? max_states - 1 : 1) : 0;
     int status = ST_OK;
-    for (int t = 0; t < T; t++) {
-        shard_t *S = &P->sh[t];
-        S->cap = 1 << 11;
+    for (int q = 0; q < P->S; q++) {
+        shard_t *S = &P->sh[q];
+        S->cap = 1 << 10;
         if (hc) S->htab = calloc(S->cap, sizeof(u64)); else S->ktab = calloc(S->cap, KB);
         if (!S->htab && !S->ktab) status = ST_NOMEM;
         atomic_fetch_add(&P->used, S->cap * PSLOT);
-        worker_t *W = &P->w[t];
-        W->P = P; W->t = t; W->first_done = -1;
-        W->c = calloc(1, sizeof(ctx_t));
-        if (!W->c) { status = ST_NOMEM; continue; }
-        W->c->res = &W->r; W->c->hc = hc;
-        memcpy(W->c->olo, init, sizeof c->olo); memcpy(W->c->ohi, init, sizeof c->ohi);
+    }
+    for (int t = 0; t < T; t++) {
+        thread_t *th = &P->th[t];
+        th->P = P; th->t = t;
+        th->c = calloc(1, sizeof(ctx_t));
+        if (!th->c) { status = ST_NOMEM; continue; }
+        th->c->res = &th->r; th->c->hc = hc;
+        memcpy(th->c->olo, init, sizeof c->olo); memcpy(th->c->ohi, init, sizeof c->ohi);
     }
     u64 exercised = 0, trans = 0;
     i64 depth = 0;
@@ -1313,33 +1323,33 @@ ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock,
         if (depth > r->diameter) r->diameter = depth;
         if (max_depth >= 0 && depth >= max_depth) { incomplete = 1; break; }
         /* phase A */
-        int par = (i64)P->ncur >= par_min;
-        int nt = par ? T : 1;
-        for (int t = 0; t < T; t++) {
+        int par = T > 1 && (i64)P->ncur >= par_min;
+        int nc = par ? 8 * T : 1;
+        if (nc > MAXC) nc = MAXC;
+        if ((u64)nc > P->ncur) nc = (int)P->ncur;
+        P->NC = nc;
+        for (int t = 0; t < nc; t++) {
             worker_t *W = &P->w[t];
-            W->lo = P->L0 + P->ncur * t / nt; W->hi = P->L0 + P->ncur * (t + 1) / nt;
-            if (t >= nt) W->lo = W->hi = P->L0 + P->ncur;
+            W->lo = P->L0 + P->ncur * t / nc; W->hi = P->L0 + P->ncur * (t + 1) / nc;
         }
-        run_phase(phase_expand, P->w, sizeof(worker_t), T, par);     /* an empty chunk resets its lists */
+        run_phase(P, phase_expand, nc, par);
         u64 ncand = 0;
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < nc; t++) {
             if (P->w[t].ev == ST_OVERFLOW) {
-                r->status = ST_OVERFLOW; r->overflow_slot = P->w[t].r.overflow_slot;
-                r->overflow_value = P->w[t].r.overflow_value; status = ST_OVERFLOW; goto done;
+                r->status = ST_OVERFLOW; r->overflow_slot = P->w[t].ov_slot;
+                r->overflow_value = P->w[t].ov_value; status = ST_OVERFLOW; goto done;
             }
             if (P->w[t].ev == ST_MEMORY || P->w[t].ev == ST_NOMEM) { status = P->w[t].ev; goto cut; }
             ncand += P->w[t].ncand;
         }
         /* phase B */
-        shard_job_t jobs[MAXT];
-        for (int s = 0; s < T; s++) { jobs[s].P = P; jobs[s].s = s; }
-        run_phase(phase_insert, jobs, sizeof(shard_job_t), T, (i64)ncand >= par_min);
-        for (int s = 0; s < T; s++) if (P->sh[s].fail) { status = P->sh[s].fail; goto cut; }
+        run_phase(P, phase_insert, P->S, T > 1 && (i64)ncand >= par_min);
+        for (int s = 0; s < P->S; s++) if (P->sh[s].fail) { status = P->sh[s].fail; goto cut; }
         u64 total = 0;
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < nc; t++) {
             worker_t *W = &P->w[t];
             W->newcnt = 0;
-            for (int s = 0; s < T; s++) W->newcnt += P->newts[t][s];
+            for (int s = 0; s < P->S; s++) W->newcnt += P->newts[t][s];
             W->base = P->count + total;
             total += W->newcnt;
         }
@@ -1362,15 +1372,15 @@ ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock,
         if (!P->next) { status = ST_NOMEM; goto cut; }
         {
             u64 tr = P->transient + total * SB + 1;
-            for (int t = 0; t < T; t++) tr += P->w[t].capc * sizeof(cand_t);
+            for (int t = 0; t < MAXC; t++) tr += P->w[t].capc * sizeof(cand_t);
             if (tr > P->transient_peak) P->transient_peak = tr;
         }
         /* phase C */
-        run_phase(phase_number, P->w, sizeof(worker_t), T, (i64)total >= par_min);
+        run_phase(P, phase_number, nc, T > 1 && (i64)total >= par_min);
         /* the first event in the sequential order: see the head of this search */
         u64 before = trans;
         int stop = 0;
-        for (int t = 0; t < T && !stop; t++) {
+        for (int t = 0; t < nc && !stop; t++) {
             worker_t *W = &P->w[t];
             u64 ex = exercised | W->exercised;
             if (W->viol_idx >= 0 || W->hit_bound) {
@@ -1403,7 +1413,6 @@ ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock,
         if (stop) goto done;
         trans = before;
         P->count += total;
-        for (int t = 0; t < T; t++) { P->w[t].exercised = 0; P->w[t].first_done = -1; }
         release(P, P->ncur * SB + 1);
         free(P->cur);
         P->cur = P->next; P->next = NULL;
@@ -1433,13 +1442,13 @@ done:
     r->exercised = exercised;
     r->states = (i64)P->count;
     u64 tb = 0;
+    for (int q = 0; q < P->S; q++) tb += P->sh[q].cap * PSLOT;
     for (int t = 0; t < T; t++) {
-        tb += P->sh[t].cap * PSLOT;
-        r->expanded[t] = (i64)P->w[t].expanded_total;
-        if (P->w[t].c)
+        r->expanded[t] = (i64)P->th[t].expanded;
+        if (P->th[t].c)
             for (int q = 0; q < NV; q++) {
-                if (P->w[t].c->olo[q] < c->olo[q]) c->olo[q] = P->w[t].c->olo[q];
-                if (P->w[t].c->ohi[q] > c->ohi[q]) c->ohi[q] = P->w[t].c->ohi[q];
+                if (P->th[t].c->olo[q] < c->olo[q]) c->olo[q] = P->th[t].c->olo[q];
+                if (P->th[t].c->ohi[q] > c->ohi[q]) c->ohi[q] = P->th[t].c->ohi[q];
             }
     }
     r->table_bytes = (i64)tb;
