@@ -247,12 +247,12 @@ def test_user_text_is_printed_literally(tmp_path):
     assert r.exit_code == 1, r.output
     written = d / "[red]t" / "tiny.itf.json"
     assert written.exists() and str(written) in r.output.replace("\n", "")
+    # (a step's section is no longer the trace's text: show prints the model's own, from its step)
     marked = trace_file(tmp_path, lambda t: (t["#meta"].__setitem__("spec", "[/]x [bold]y[/]"),
-                                             t["#meta"].__setitem__("model", "[/]m[b]"),
-                                             t["#meta"]["transitions"][0].__setitem__("section", "[/][i]")))
+                                             t["#meta"].__setitem__("model", "[/]m[b]")))
     r = run("show", marked)
     assert r.exit_code == 0, r.output
-    assert "[/]x [bold]y[/]" in r.output and "[/][i]" in r.output
+    assert "[/]x [bold]y[/]" in r.output
     r = run("replay", marked)
     assert r.exit_code == 0 and "[/]m[b]" in r.output
 

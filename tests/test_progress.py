@@ -133,7 +133,7 @@ def test_cli_progress_is_on_stderr_only(cmd, tmp_path, monkeypatch):
 def test_findings_progress_names_the_spec_and_keeps_stdout(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(z3_progress, "LOG_INTERVAL", 0.001)
     log = io.StringIO()
-    write_findings(Console(file=log), [ROOT / "specs/01_vram_free_during_shutdown.toml"], tmp_path / "F.md",
+    write_findings(Console(file=log, width=1000), [ROOT / "specs/01_vram_free_during_shutdown.toml"], tmp_path / "F.md",
                    tmp_path / "traces", proofs=False, progress=True)
     err = capsys.readouterr().err
     assert "  findings: spec 1/1 vram_free_during_shutdown: " in err
