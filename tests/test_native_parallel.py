@@ -122,3 +122,24 @@ def test_workers_on_the_python_back_end_runs_sequentially():
 def test_a_bad_thread_count_is_refused():
     with pytest.raises(ValueError):
         native.explore_native(peterson(), workers=0)
+
+
+def test_a_range_guessed_too_narrow_is_widened_in_parallel_too(monkeypatch, tmp_path, split_every_level):
+    monkeypatch.setenv("PDDGPU_VERIFY_CACHE", str(tmp_path))
+    real = native.initial_ranges
+
+    def narrow(m):
+        r = real(m)
+        r[0] = (0, 1)              # the counter reaches 3: a thread meets the overflow, the run is redone wider
+        return r
+    monkeypatch.setattr(native, "initial_ranges", narrow)
+    r = explore(lost_update(3), properties=[], backend="native", workers=2)
+    assert r.stats["backend"] == "native" and r.stats["range_widenings"] >= 1 and r.stats["workers"] == 2
+    assert (r.verdict, r.stats["states"]) == (OK, explore(lost_update(3), properties=[], backend="python").stats["states"])
+
+
+def test_progress_lines_in_parallel(capfd):
+    spec = load_spec(ROOT / "specs/40_vram_fixed.toml")
+    model = spec.build()
+    r = _run(spec, model, 2, progress=True)
+    assert (r.verdict, r.stats["states"]) == (OK, 200_530)
