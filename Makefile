@@ -9,6 +9,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# the document's C managers, as written and with every fix (other -D sets build on first use, cached)
+	@$(BIN)/python -c "from pddgpu_verify.conformance.c_build import compiler, build, defines_for; \
+	from pddgpu_verify.model.options import ALL_FIXES; c = compiler(); \
+	print('C managers (csrc/):', f'built with {c}' if c and build([]) and build(defines_for(ALL_FIXES)) \
+	      else 'no C compiler: the C replay and its tests are skipped')"
 	touch $(STAMP)
 
 # set-up only: the venv, the pinned dependencies and the project, nothing run

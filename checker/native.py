@@ -35,7 +35,7 @@ from .explorer import (DEADLOCK, INCOMPLETE, OK, VIOLATION, Move, Result, blocke
                        peak_rss_mb, rss_mb)
 
 CFLAGS = ["-O2", "-shared", "-fPIC", "-std=gnu11", "-w", "-pthread"]
-ST_OK, ST_VIOLATION, ST_FINAL, ST_DEADLOCK, ST_BOUND, ST_MEMORY, ST_OVERFLOW, ST_NOMEM = range(8)
+ST_OK, ST_VIOLATION, ST_FINAL, ST_DEADLOCK, ST_BOUND, ST_MEMORY, ST_OVERFLOW, ST_NOMEM, ST_INTERRUPTED = range(9)
 MAX_WIDENINGS = 64
 BACKENDS = ("auto", "native", "python")
 PROBE_STATES = 20_000
@@ -382,7 +382,8 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
                 int(bool(hash_compact)), int(memory_budget), mode, m.name.encode()[:200], ctypes.byref(res))
         if workers > 1:
             lib.pdd_set_par_min(PAR_MIN)
-        ctx = lib.pdd_run(*args) if workers == 1 else lib.pdd_run_par(*args, workers)
+        ctx = _interruptible(lib, lambda: lib.pdd_run(*args) if workers == 1 else lib.pdd_run_par(*args, workers),
+                             res)
         if res.status != ST_OVERFLOW:
             break
         lib.pdd_free(ctx)
@@ -398,6 +399,27 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         return _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact, memory_budget, limit_mb)
     finally:
         lib.pdd_free(ctx)
+
+
+def _interruptible(lib, call, res):
+    """Run the search in a thread: Python runs a signal handler only between bytecodes, never inside a C call,
+    so the main thread waits here, where Ctrl-C lands, tells the search to stop and re-raises."""
+    import threading
+    box = []
+    flag = ctypes.c_int.in_dll(lib, "pdd_interrupt")
+    flag.value = 0
+    th = threading.Thread(target=lambda: box.append(call()), daemon=True, name="native-search")
+    th.start()
+    try:
+        while th.is_alive():
+            th.join(0.05)
+    except KeyboardInterrupt:
+        flag.value = 1
+        th.join()
+        if box:
+            lib.pdd_free(box[0])
+        raise
+    return box[0]
 
 
 def _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact, budget, limit_mb) -> Result:

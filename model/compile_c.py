@@ -663,7 +663,9 @@ static inline void sort_u64(u64 *g, int n) {
 }
 
 enum { ST_OK = 0, ST_VIOLATION = 1, ST_FINAL = 2, ST_DEADLOCK = 3, ST_BOUND = 4, ST_MEMORY = 5,
-       ST_OVERFLOW = 6, ST_NOMEM = 7 };
+       ST_OVERFLOW = 6, ST_NOMEM = 7, ST_INTERRUPTED = 8 };
+/* set from Python (Ctrl-C) while the search runs in another thread: a signal handler cannot run inside C */
+volatile int pdd_interrupt = 0;
 
 typedef struct {
     i64 status, prop, tid, index;
@@ -892,6 +894,7 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     sv_t ps[NV];
     while (head < c->count) {
         u64 i = head++;
+        if ((i & 0xFFF) == 0 && pdd_interrupt) { r->status = ST_INTERRUPTED; break; }
         if (i >= next_level) { depth++; next_level = c->count; }
         if (depth > r->diameter) r->diameter = depth;
         int k = -2, b = cb;
@@ -1320,6 +1323,7 @@ ctx_t *pdd_run_par(const i64 *init, i64 max_states, i64 max_depth, int deadlock,
     }
     int incomplete = 0;
     while (P->ncur) {
+        if (pdd_interrupt) { r->status = ST_INTERRUPTED; break; }
         if (depth > r->diameter) r->diameter = depth;
         if (max_depth >= 0 && depth >= max_depth) { incomplete = 1; break; }
         /* phase A */

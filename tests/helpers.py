@@ -1,4 +1,6 @@
 """Building blocks for tests: models, hand-made states."""
+from pathlib import Path
+
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import ALL_FIXES as AF
 
@@ -25,3 +27,20 @@ def state_with(model, **values):
             v = lay.pc_of_label(t, v)
         s[i] = v
     return tuple(s)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def eight_workers_spec(tmp_path) -> Path:
+    """Spec 50's fixed VRAM manager with eight workers on four blocks and no symmetry: far more states
+    than any budget below holds (hundreds of millions)."""
+    text = (ROOT / "specs/50_vram_fixed_three_workers.toml").read_text()
+    for a, b in (("count = 3, ops", "count = 8, ops"), ("size = 1\n", "size = 4\n"),
+                 ("symmetry = true", "symmetry = false"),
+                 ('name = "vram_fixed_three_workers"', 'name = "vram_eight_workers"')):
+        assert text.count(a) == 1, a
+        text = text.replace(a, b)
+    p = tmp_path / "eight.toml"
+    p.write_text(text)
+    return p

@@ -619,7 +619,8 @@ def test_ctrl_c_on_a_real_run_exits_130_without_a_traceback(tmp_path):
     import subprocess
     import sys
     import time
-    p = ROOT / "specs/40_vram_fixed.toml"      # millions of states without symmetry: still running after 2 s
+    from helpers import eight_workers_spec
+    p = eight_workers_spec(tmp_path)          # hundreds of millions of states: still running after 2 s
     proc = subprocess.Popen([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--no-symmetry",
                              "--traces-dir", str(tmp_path / "t")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path)

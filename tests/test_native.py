@@ -218,3 +218,26 @@ def test_the_cache_keeps_the_most_recently_used_shared_objects(tmp_path):
         os.utime(p, (1000 + i, 1000 + i))
     native._prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.glob("m_*.so")) == ["m_3.so", "m_4.so"]
+
+
+def test_ctrl_c_stops_a_native_search(tmp_path):
+    """A signal handler cannot run inside a C call: the search runs in a thread and stops when told."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from helpers import eight_workers_spec
+    p = eight_workers_spec(tmp_path)
+    # a first run builds the shared object (so the second is inside the C search when the signal comes)
+    subprocess.run([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--backend", "native",
+                    "--max-states", "1000", "--traces-dir", str(tmp_path / "t")], capture_output=True, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--backend", "native",
+                             "--traces-dir", str(tmp_path / "t")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(4.0)
+    t = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err[-1000:])
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "pddgpu-verify: interrupted"
+    assert time.monotonic() - t < 30
