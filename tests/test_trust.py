@@ -4,6 +4,7 @@ instead of a silent OK.  Each test states the answer the checker must find."""
 from dataclasses import replace
 
 import pytest
+from pathlib import Path
 
 from pddgpu_verify.checker.explorer import explore
 from pddgpu_verify.checker.run import run_spec
@@ -97,3 +98,16 @@ def test_expect_vacuous_names_known_properties(tmp_path):
     with pytest.raises(SpecError) as e:
         load_spec(bad)
     assert e.value.field == "expect.vacuous[0]"
+
+
+def test_every_shipped_spec_states_what_z3_must_say():
+    """check --prove compares z3's word with [expect] prove: a spec without it can never match, so make check
+    would fail on it (it did, unseen, until a whole make check ran from a fresh clone)."""
+    import glob
+    from pddgpu_verify.checker.spec import load_spec
+    files = sorted(glob.glob(str(Path(__file__).resolve().parent.parent / "specs" / "*.toml")))
+    assert len(files) >= 40
+    want = {"VIOLATION": "VIOLATED", "OK": "PROVED", "LIVENESS": "none", "DEADLOCK": "none"}
+    for f in files:
+        s = load_spec(f)
+        assert s.expect_prove == want[s.expect_verdict], (f, s.expect_prove)
