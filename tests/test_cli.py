@@ -202,7 +202,8 @@ def test_check_without_arguments_compares_with_expected(tmp_path, monkeypatch):
     shutil.copy(ROOT / "specs/03_vram_error_serves_alloc.toml", d)
     wrong = (ROOT / "specs/16_gtt_stats_data_race.toml").read_text().replace('verdict = "VIOLATION"',
                                                                              'verdict = "OK"')
-    (d / "99_wrong.toml").write_text(wrong.replace('property = "no_data_race"', ""))
+    (d / "99_wrong.toml").write_text(wrong.replace('property = "no_data_race"', "").replace('prove = "VIOLATED"',
+                                                                                           'prove = "PROVED"'))
     monkeypatch.chdir(tmp_path)
     r = run("check", "--traces-dir", tmp_path / "traces")
     assert r.exit_code == 4
