@@ -110,4 +110,7 @@ def test_every_shipped_spec_states_what_z3_must_say():
     want = {"VIOLATION": "VIOLATED", "OK": "PROVED", "LIVENESS": "none", "DEADLOCK": "none"}
     for f in files:
         s = load_spec(f)
+        if s.expect_prove == "NOT INDUCTIVE":      # a partial proof is pinned by how much of it z3 proves
+            assert s.expect_verdict == "OK" and isinstance(s.expect_proved, int), f
+            continue
         assert s.expect_prove == want[s.expect_verdict], (f, s.expect_prove)
