@@ -77,13 +77,16 @@ def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: di
     times = _load_times()
     key = lambda s: f"{s.path}:{s.name}:{int(with_proofs)}"
     results: list[Done | None] = [None] * len(specs)
+
+    def record(d: Done):
+        results[d.index] = d
+        times[key(d.spec)] = round(d.seconds, 2)
+        if on_done:
+            on_done(d)
+
     if jobs <= 1 or len(specs) <= 1:
         for i, s in enumerate(specs):
-            d = _run_one(i, s, run_kwargs, with_proofs)
-            results[i] = d
-            times[key(s)] = round(d.seconds, 2)
-            if on_done:
-                on_done(d)
+            record(_run_one(i, s, run_kwargs, with_proofs))
         _save_times(times)
         return results
     order = sorted(range(len(specs)), key=lambda i: -times.get(key(specs[i]), 1e9))   # unknown first: may be slow
@@ -95,11 +98,7 @@ def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: di
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in sorted(finished, key=lambda f: f.result().index):
-                    d = f.result()
-                    results[d.index] = d
-                    times[key(d.spec)] = round(d.seconds, 2)
-                    if on_done:
-                        on_done(d)
+                    record(f.result())
         except BaseException:
             for f in pending:
                 f.cancel()

@@ -227,18 +227,16 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
                   traces_dir=traces_dir, progress=jobs == 1, hash_compact=hash_compact,
                   memory_limit_mb=memory_limit_mb, backend=backend, por=por, por_compare=por_compare)
     kwargs["workers"] = threads
-    settled = 0
+    built = {}        # run index -> outcome: each spec's model is rebuilt once, when its run completes
 
     def row_done(d):
         # each row as its run completes; the table below, in spec order, is the record
-        nonlocal settled
-        settled += 1
-        o = CheckOutcome(d.spec, d.spec.build(), d.result, d.trace_path)
+        o = built[d.index] = CheckOutcome(d.spec, d.spec.build(), d.result, d.trace_path)
         if len(loaded) > 1:
-            render.print_progress_row(out, o, d.proof, settled, len(loaded), d.seconds)
+            render.print_progress_row(out, o, d.proof, len(built), len(loaded), d.seconds)
 
     for d in run_specs(loaded, jobs=jobs, with_proofs=with_proofs, run_kwargs=kwargs, on_done=row_done):
-        o = CheckOutcome(d.spec, d.spec.build(), d.result, d.trace_path)
+        o = built[d.index]
         outcomes.append(o)
         if named and len(loaded) == 1:
             render.print_outcome(out, o)
