@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..model.options import resolve
 from ..model.run_config import RunConfig
-from .impl_replay import ImplReplayReport, Observation, format_report as _format_py, trace_run
+from .impl_replay import ImplReplayReport, Observation, drive_trace, format_report as _format_py, trace_run
 from .c_build import build, defines_for
 from .monitor import ModelMonitor
 
@@ -322,102 +322,13 @@ def replay_on_c(trace_data: dict, options_override: dict | None = None, *, prope
     by the C scheduling points (with the trace's own options) and its states by the C state mapped onto the
     model's variables; then the remaining threads to the end, the thread the trace blames first."""
     cfg, trs, rep = trace_run(trace_data, options_override, properties, root)
-    meta, kind = trace_data["#meta"], cfg.kind
+    kind = cfg.kind
     h = CHarness.from_config(cfg)
     rep.window = h.geo.window if h.geo.windowed else None
     try:
-        rep.transitions = len(trs)
-        follow = rep.strict
-        states = trace_data.get("states") or []
-
-        def take(i, tr, count=True) -> bool:
-            nonlocal follow
-            try:
-                t = h.by_name(tr["thread"])
-            except KeyError:
-                rep.divergences.append((i, tr["thread"], tr["step"], "no such thread"))
-                return False
-            if t.done:
-                rep.divergences.append((i, t.name, tr["step"], "done"))
-                return False
-            if t.label != tr["step"]:
-                if follow:
-                    rep.conforms = False
-                    rep.mismatch = f"transition {i}: the trace has {t.name} at {tr['step']}, the C code is at {t.label}"
-                    follow = False
-                rep.divergences.append((i, t.name, tr["step"], t.label))
-            if not t.enabled():
-                rep.divergences.append((i, t.name, tr["step"], f"blocked at {t.label}"))
-                return False
-            if tr.get("note") == "init fails" and t.label == tr["step"]:
-                h.lib.h_fail_next_init()
-            h.step(t)
-            if count:
-                rep.replayed += 1
-            return True
-
-        def same_state(i) -> bool:
-            nonlocal follow
-            if not follow or i >= len(states):
-                return True
-            want = states[i]
-            for k, v in h.abstract().items():
-                if k not in want:
-                    continue
-                w = want[k] % 256 if k == "gen" else want[k]
-                if w != v:
-                    rep.conforms = False
-                    rep.mismatch = (f"after transition {i}: {k} is {v} in the C code, {w} in the trace" if i
-                                    else f"initial state: {k} is {v} in the C code, {w} in the trace")
-                    follow = False
-                    return False
-            return True
-
-        same_state(0)
-        for i, tr in enumerate(trs, start=1):
-            before = len(rep.divergences)
-            if take(i, tr) and len(rep.divergences) == before:
-                rep.matched += 1
-                same_state(i)
-        loop = meta.get("loop")
-        if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):
-            cycle = trs[loop:]
-            blamed = meta.get("thread")
-            ok = not rep.divergences and rep.conforms
-            for _ in range(loop_repeats if ok else 0):
-                d0 = len(rep.divergences)
-                for j, tr in enumerate(cycle, start=loop + 1):
-                    take(j, tr, count=False)
-                if len(rep.divergences) != d0:
-                    ok = False
-                    break
-                rep.loop_repeats += 1
-            if ok and blamed:
-                bt = h.by_name(blamed)
-                if not bt.done:
-                    h.observe("calls_return", blamed, f"{blamed} is still in its call at {bt.label} after the cycle of "
-                                                      f"{len(cycle)} steps ran {rep.loop_repeats} more time(s) on the C code")
-        h.lib.h_set_stop()
-        blamed = meta.get("thread")
-        if blamed and blamed in h.names:
-            bt = h.by_name(blamed)
-            if bt.enabled():
-                rep.finish_steps.append((bt.name, h.step(bt)))
-        n = 0
-        while True:
-            en = h.enabled()
-            if not en:
-                rep.outcome = "done" if h.all_done() else "deadlock"
-                break
-            if n >= finish_budget:
-                rep.outcome = "budget"
-                busy = [t for t in h.threads if not t.done]
-                h.observe("calls_return", None, f"{', '.join(f'{t.name} at {t.label}' for t in busy)} "
-                                                f"still running after {finish_budget} more steps")
-                break
-            t = en[0]
-            rep.finish_steps.append((t.name, h.step(t)))
-            n += 1
+        drive_trace(rep, trs, trace_data, sched=h, observe=h.observe, abstract=h.abstract,
+                    fail_next_init=h.lib.h_fail_next_init, stop=h.lib.h_set_stop, code="the C code",
+                    loop_repeats=loop_repeats, finish_budget=finish_budget)
         h.at_end(rep.outcome)
         s = h.snap()
         rep.observations = list(h.observations)

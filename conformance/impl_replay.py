@@ -677,6 +677,112 @@ def trace_run(trace_data: dict, options_override: dict | None, properties, root)
     return cfg, trs, rep
 
 
+def drive_trace(rep: "ImplReplayReport", trs: list, trace_data: dict, *, sched, observe, abstract, fail_next_init,
+                stop, code: str, loop_repeats: int, finish_budget: int) -> None:
+    """Follow the trace's interleaving on code, then run the rest to the end: shared by the Python and the
+    C replays, which differ only in what runs the threads.  ``sched`` has ``by_name``, ``enabled()``,
+    ``all_done()``, ``threads`` and ``step(thread)``; ``code`` names the code in the report ("the code",
+    "the C code")."""
+    meta = trace_data["#meta"]
+    states = trace_data.get("states") or []
+    follow = rep.strict
+    rep.transitions = len(trs)
+
+    def take(i, tr, count=True) -> bool:
+        nonlocal follow
+        try:
+            t = sched.by_name(tr["thread"])
+        except KeyError:
+            rep.divergences.append((i, tr["thread"], tr["step"], "no such thread"))
+            return False
+        if t.done:
+            rep.divergences.append((i, t.name, tr["step"], "done"))
+            return False
+        if t.label != tr["step"]:
+            if follow:
+                rep.conforms = False
+                rep.mismatch = f"transition {i}: the trace has {t.name} at {tr['step']}, {code} is at {t.label}"
+                follow = False
+            rep.divergences.append((i, t.name, tr["step"], t.label))
+        if not t.enabled():
+            rep.divergences.append((i, t.name, tr["step"], f"blocked at {t.label}"))
+            return False
+        if tr.get("note") == "init fails" and t.label == tr["step"]:
+            fail_next_init()
+        sched.step(t)
+        if count:
+            rep.replayed += 1
+        return True
+
+    def same_state(i) -> bool:
+        """The code's state, in the model's variables, against the trace's state i."""
+        nonlocal follow
+        if not follow or i >= len(states):
+            return True
+        want = states[i]
+        for k, v in abstract().items():
+            if k not in want:
+                continue
+            w = want[k] % 256 if k == "gen" else want[k]
+            if w != v:
+                rep.conforms = False
+                rep.mismatch = (f"after transition {i}: {k} is {v} in {code}, {w} in the trace"
+                                if i else f"initial state: {k} is {v} in {code}, {w} in the trace")
+                follow = False
+                return False
+        return True
+
+    same_state(0)
+    for i, tr in enumerate(trs, start=1):
+        before = len(rep.divergences)
+        if take(i, tr) and len(rep.divergences) == before:
+            rep.matched += 1
+            same_state(i)
+    # a liveness trace: run its cycle again; the blamed thread must still be in its call
+    loop = meta.get("loop")
+    blamed = meta.get("thread")
+    if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):
+        cycle = trs[loop:]
+        ok = not rep.divergences and rep.conforms
+        for _ in range(loop_repeats if ok else 0):
+            d0 = len(rep.divergences)
+            for j, tr in enumerate(cycle, start=loop + 1):
+                take(j, tr, count=False)
+            if len(rep.divergences) != d0:
+                ok = False
+                break
+            rep.loop_repeats += 1
+        if ok and blamed:
+            bt = sched.by_name(blamed)
+            if not bt.done:
+                observe("calls_return", blamed, f"{blamed} is still in its call at {bt.label} after the cycle of "
+                                                f"{len(cycle)} steps ran {rep.loop_repeats} more time(s) on {code}")
+    # finish: the blamed thread first, then the lowest enabled thread, until the end
+    stop()
+    if blamed:
+        try:
+            bt = sched.by_name(blamed)
+        except KeyError:
+            bt = None
+        if bt is not None and bt.enabled():
+            rep.finish_steps.append((bt.name, sched.step(bt)))
+    n = 0
+    while True:
+        en = sched.enabled()
+        if not en:
+            rep.outcome = "done" if sched.all_done() else "deadlock"
+            break
+        if n >= finish_budget:
+            rep.outcome = "budget"
+            busy = [t for t in sched.threads if not t.done]
+            observe("calls_return", None, f"{', '.join(f'{t.name} at {t.label}' for t in busy)} "
+                                          f"still running after {finish_budget} more steps")
+            break
+        t = en[0]
+        rep.finish_steps.append((t.name, sched.step(t)))
+        n += 1
+
+
 def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, properties=None, root=None,
                    loop_repeats: int = 2, finish_budget: int = 5000) -> ImplReplayReport:
     """Drive the implementation through the trace's interleaving; see the module doc.
@@ -687,110 +793,15 @@ def replay_on_impl(trace_data: dict, options_override: dict | None = None, *, pr
     ``root`` or the working directory; all when unknown).  Violations of
     other properties are reported apart."""
     cfg, trs, rep = trace_run(trace_data, options_override, properties, root)
-    meta, kind = trace_data["#meta"], cfg.kind
+    kind = cfg.kind
     h = Harness.from_config(cfg)
     rep.window = h.geo.window if h.geo.windowed else None
     s = Scheduler()
     try:
         h.spawn_all(s)
-        rep.transitions = len(trs)
-        follow_labels = rep.strict
-
-        def take(i, tr, count=True) -> bool:
-            nonlocal follow_labels
-            try:
-                t = s.by_name(tr["thread"])
-            except KeyError:
-                rep.divergences.append((i, tr["thread"], tr["step"], "no such thread"))
-                return False
-            if t.done:
-                rep.divergences.append((i, t.name, tr["step"], "done"))
-                return False
-            if t.label != tr["step"]:
-                if follow_labels:
-                    rep.conforms = False
-                    rep.mismatch = (f"transition {i}: the trace has {t.name} at {tr['step']}, the code is at "
-                                    f"{t.label}")
-                    follow_labels = False
-                rep.divergences.append((i, t.name, tr["step"], t.label))
-            if not t.enabled():
-                rep.divergences.append((i, t.name, tr["step"], f"blocked at {t.label}"))
-                return False
-            if tr.get("note") == "init fails" and t.label == tr["step"]:
-                h.dev.fail_next_init.add(kind)
-            s.step(t)
-            if count:
-                rep.replayed += 1
-            return True
-
-        states = trace_data.get("states") or []
-
-        def same_state(i) -> bool:
-            """The code's state, in the model's variables, against the trace's state i."""
-            nonlocal follow_labels
-            if not follow_labels or i >= len(states):
-                return True
-            want = states[i]
-            for k, v in h.abstract().items():
-                if k not in want:
-                    continue
-                w = want[k] % 256 if k == "gen" else want[k]
-                if w != v:
-                    rep.conforms = False
-                    rep.mismatch = (f"after transition {i}: {k} is {v} in the code, {w} in the trace"
-                                    if i else f"initial state: {k} is {v} in the code, {w} in the trace")
-                    follow_labels = False
-                    return False
-            return True
-
-        same_state(0)
-        for i, tr in enumerate(trs, start=1):
-            before = len(rep.divergences)
-            if take(i, tr) and len(rep.divergences) == before:
-                rep.matched += 1
-                same_state(i)
-        # a liveness trace: run its cycle again; the blamed thread must still be in its call
-        loop = meta.get("loop")
-        if meta.get("verdict") == "LIVENESS" and isinstance(loop, int) and 0 <= loop < len(trs):
-            cycle = trs[loop:]
-            blamed = meta.get("thread")
-            ok = not rep.divergences and rep.conforms
-            for _ in range(loop_repeats if ok else 0):
-                d0 = len(rep.divergences)
-                for j, tr in enumerate(cycle, start=loop + 1):
-                    take(j, tr, count=False)
-                if len(rep.divergences) != d0:
-                    ok = False
-                    break
-                rep.loop_repeats += 1
-            if ok and blamed:
-                bt = s.by_name(blamed)
-                if not bt.done:
-                    h.monitor.observe("calls_return", blamed,
-                                      f"{blamed} is still in its call at {bt.label} after the cycle of "
-                                      f"{len(cycle)} steps ran {rep.loop_repeats} more time(s) on the code")
-        # finish: the blamed thread first, then the lowest enabled thread, until the end
-        h.stop = True
-        blamed = meta.get("thread")
-        if blamed and blamed in h.names:
-            bt = s.by_name(blamed)
-            if bt.enabled():
-                rep.finish_steps.append((bt.name, s.step(bt)))
-        n = 0
-        while True:
-            en = s.enabled()
-            if not en:
-                rep.outcome = "done" if s.all_done() else "deadlock"
-                break
-            if n >= finish_budget:
-                rep.outcome = "budget"
-                busy = [t for t in s.threads if not t.done]
-                h.monitor.observe("calls_return", None, f"{', '.join(f'{t.name} at {t.label}' for t in busy)} "
-                                                        f"still running after {finish_budget} more steps")
-                break
-            t = en[0]
-            rep.finish_steps.append((t.name, s.step(t)))
-            n += 1
+        drive_trace(rep, trs, trace_data, sched=s, observe=h.monitor.observe, abstract=h.abstract,
+                    fail_next_init=lambda: h.dev.fail_next_init.add(kind), stop=lambda: setattr(h, "stop", True),
+                    code="the code", loop_repeats=loop_repeats, finish_budget=finish_budget)
         h.monitor.at_end(rep.outcome)
     finally:
         s.close()
