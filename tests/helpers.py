@@ -44,3 +44,38 @@ def eight_workers_spec(tmp_path) -> Path:
     p = tmp_path / "eight.toml"
     p.write_text(text)
     return p
+
+
+# spec 18's defect in miniature (recover re-initialises a live allocator, so fini finds its blocks leaked): the
+# z3 tests' shared subject; each adds its own [check] / [prove] tables before the [expect] one
+REINIT_DEFECT_HEAD = """
+[spec]
+name = "t_reinit"
+model = "vram"
+[fixes]
+fix_free_always_releases = true
+fix_is_ready = true
+fix_recover_state = true
+fix_retry_unlock = true
+fix_stats_snapshot = true
+fix_fini_evicts = true
+[allocator]
+size = 2
+[threads]
+workers = [{count = 1, ops = ["alloc 1", "free"]}]
+recoverers = 1
+"""
+REINIT_DEFECT_EXPECT = """[expect]
+verdict = "VIOLATION"
+property = "no_buddy_metadata_leak"
+"""
+
+
+def reinit_defect(tables: str = "") -> str:
+    return REINIT_DEFECT_HEAD + tables + REINIT_DEFECT_EXPECT
+
+
+def write_spec(tmp_path, text, name="s.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p

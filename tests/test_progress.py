@@ -18,33 +18,10 @@ from pddgpu_verify.checker.spec import load_spec
 from pddgpu_verify.checker.z3_budget import Budget
 from pddgpu_verify.checker.z3_progress import Progress
 from pddgpu_verify.cli.main import main
+from helpers import reinit_defect
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = """
-[spec]
-name = "t_reinit"
-model = "vram"
-[fixes]
-fix_free_always_releases = true
-fix_is_ready = true
-fix_recover_state = true
-fix_retry_unlock = true
-fix_stats_snapshot = true
-fix_fini_evicts = true
-[allocator]
-size = 2
-[threads]
-workers = [{count = 1, ops = ["alloc 1", "free"]}]
-recoverers = 1
-[check]
-properties = ["no_buddy_metadata_leak", "no_overlap", "returns_without_lock"]
-[prove]
-lemmas = ["mask_conflict_free"]
-bmc_depth = 6
-[expect]
-verdict = "VIOLATION"
-property = "no_buddy_metadata_leak"
-"""
+SPEC = reinit_defect('[check]\nproperties = ["no_buddy_metadata_leak", "no_overlap", "returns_without_lock"]\n[prove]\nlemmas = ["mask_conflict_free"]\nbmc_depth = 6\n')
 
 
 class Tty(io.StringIO):

@@ -15,46 +15,21 @@ from pddgpu_verify.cli.z3_commands import bmc, prove
 from pddgpu_verify.model import vram
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import ALL_FIXES
+from helpers import reinit_defect, write_spec
 
 
 @click.group()
 def cli():
     pass
 
-
 cli.add_command(prove)
 cli.add_command(bmc)
 
-DEFECT = """
-[spec]
-name = "t_reinit"
-model = "vram"
-[fixes]
-fix_free_always_releases = true
-fix_is_ready = true
-fix_recover_state = true
-fix_retry_unlock = true
-fix_stats_snapshot = true
-fix_fini_evicts = true
-[allocator]
-size = 2
-[threads]
-workers = [{count = 1, ops = ["alloc 1", "free"]}]
-recoverers = 1
-[expect]
-verdict = "VIOLATION"
-property = "no_buddy_metadata_leak"
-"""
-
-
-def _write(tmp_path, text, name="s.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+DEFECT = reinit_defect()
 
 
 def test_bmc_command_writes_a_trace_that_replays(tmp_path):
-    spec = _write(tmp_path, DEFECT)
+    spec = write_spec(tmp_path, DEFECT)
     r = CliRunner().invoke(cli, ["bmc", str(spec), "--depth", "6", "--traces-dir", str(tmp_path / "tr")])
     assert r.exit_code == 1, r.output
     files = list((tmp_path / "tr").glob("*.bmc.itf.json"))
@@ -77,18 +52,18 @@ def test_bmc_command_writes_a_trace_that_replays(tmp_path):
 
 
 def test_prove_command_verdicts_and_exit_codes(tmp_path):
-    spec = _write(tmp_path, DEFECT.replace('[expect]', '[prove]\nlemmas = ["mask_conflict_free"]\nbmc_depth = 6\n[expect]'))
+    spec = write_spec(tmp_path, DEFECT.replace('[expect]', '[prove]\nlemmas = ["mask_conflict_free"]\nbmc_depth = 6\n[expect]'))
     r = CliRunner().invoke(cli, ["prove", str(spec), "--traces-dir", str(tmp_path / "tr")])
     assert r.exit_code == 1, r.output
     assert "VIOLATED" in r.output
     fixed = DEFECT.replace("fix_fini_evicts = true", "fix_fini_evicts = true\nfix_recover_reinit = true")
-    spec2 = _write(tmp_path, fixed.replace('[expect]', '[prove]\nlemmas = ["auto", "mask_conflict_free", '
+    spec2 = write_spec(tmp_path, fixed.replace('[expect]', '[prove]\nlemmas = ["auto", "mask_conflict_free", '
                                                       '"held_blocks_in_mask", "mask_is_held_blocks"]\n[expect]'), "f.toml")
     r = CliRunner().invoke(cli, ["prove", str(spec2), "--traces-dir", str(tmp_path / "tr")])
     assert r.exit_code == 0, r.output
     assert "NOT INDUCTIVE" not in r.output and "PROVED" in r.output
     # without lemmas the fixed model's properties are not all inductive: CTIs are written
-    spec3 = _write(tmp_path, fixed.replace('[expect]', '[prove]\nlemmas = []\nbmc_depth = 3\n[expect]'), "g.toml")
+    spec3 = write_spec(tmp_path, fixed.replace('[expect]', '[prove]\nlemmas = []\nbmc_depth = 3\n[expect]'), "g.toml")
     r = CliRunner().invoke(cli, ["prove", str(spec3), "--traces-dir", str(tmp_path / "tr3")])
     assert r.exit_code == 1 and "NOT INDUCTIVE" in r.output
     ctis = list((tmp_path / "tr3").glob("*.cti.itf.json"))
@@ -103,7 +78,7 @@ def test_prove_command_verdicts_and_exit_codes(tmp_path):
     ('[prove]\nwhat = 1\n', "prove.what"),
 ])
 def test_bad_prove_table_is_one_line(tmp_path, text, field):
-    spec = _write(tmp_path, DEFECT.replace("[expect]", text + "[expect]"))
+    spec = write_spec(tmp_path, DEFECT.replace("[expect]", text + "[expect]"))
     r = CliRunner(mix_stderr=False).invoke(cli, ["prove", str(spec)]) if "mix_stderr" in \
         CliRunner.__init__.__code__.co_varnames else CliRunner().invoke(cli, ["prove", str(spec)])
     assert r.exit_code == 2
@@ -113,7 +88,7 @@ def test_bad_prove_table_is_one_line(tmp_path, text, field):
 
 
 def test_bad_spec_is_one_line(tmp_path):
-    spec = _write(tmp_path, DEFECT.replace('model = "vram"', 'model = "dram"'))
+    spec = write_spec(tmp_path, DEFECT.replace('model = "vram"', 'model = "dram"'))
     for cmd in (["prove", str(spec)], ["bmc", str(spec)], ["prove", str(tmp_path / "missing.toml")]):
         r = CliRunner().invoke(cli, cmd)
         assert r.exit_code == 2
@@ -122,7 +97,7 @@ def test_bad_spec_is_one_line(tmp_path):
 
 
 def test_unknown_verdict_exit_3(tmp_path):
-    spec = _write(tmp_path, DEFECT)
+    spec = write_spec(tmp_path, DEFECT)
     r = CliRunner().invoke(cli, ["bmc", str(spec), "--depth", "40", "--rlimit", "1",
                                  "--traces-dir", str(tmp_path)])
     assert r.exit_code == 3 and "UNKNOWN" in r.output    # resource units, not seconds: the same on any machine

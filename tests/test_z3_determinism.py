@@ -23,6 +23,7 @@ from pddgpu_verify.model.builder import ProgramBuilder
 from pddgpu_verify.model.manager import Workload
 from pddgpu_verify.model.options import ALL_FIXES
 from pddgpu_verify.model.program import Model, Property, ThreadDef, VarDecl
+from helpers import reinit_defect, write_spec
 
 PRIME = 1048573          # 2^20 - 3: no factors, but z3 has to work to see it
 
@@ -138,36 +139,7 @@ def test_bmc_out_of_budget_names_the_depth():
     assert r.verdict == BMC_UNKNOWN and r.depth == 0 and "out of budget at depth 0" in r.detail
     assert bmc(broken, 2).verdict == NO_VIOLATION and bmc(broken, 3).verdict == VIOLATION
 
-
-SPEC = """
-[spec]
-name = "t_reinit"
-model = "vram"
-[fixes]
-fix_free_always_releases = true
-fix_is_ready = true
-fix_recover_state = true
-fix_retry_unlock = true
-fix_stats_snapshot = true
-fix_fini_evicts = true
-[allocator]
-size = 2
-[threads]
-workers = [{count = 1, ops = ["alloc 1", "free"]}]
-recoverers = 1
-[prove]
-lemmas = ["mask_conflict_free"]
-bmc_depth = 3
-[expect]
-verdict = "VIOLATION"
-property = "no_buddy_metadata_leak"
-"""
-
-
-def _write(tmp_path, text, name="s.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+SPEC = reinit_defect('[prove]\nlemmas = ["mask_conflict_free"]\nbmc_depth = 3\n')
 
 
 def _err_lines(r):
@@ -176,7 +148,7 @@ def _err_lines(r):
 
 
 def test_check_prove_compares_the_z3_verdict(tmp_path):
-    ok = _write(tmp_path, SPEC.replace('property = "no_buddy_metadata_leak"',
+    ok = write_spec(tmp_path, SPEC.replace('property = "no_buddy_metadata_leak"',
                                        'property = "no_buddy_metadata_leak"\nprove = "VIOLATED"'))
     out = tmp_path / "out.json"
     r = CliRunner().invoke(main, ["check", "--prove", "--expected", "--no-fixes", str(ok), "--json", str(out),
@@ -189,7 +161,7 @@ def test_check_prove_compares_the_z3_verdict(tmp_path):
     assert row["proof"]["properties"]["no_buddy_metadata_leak"] == "VIOLATED"
     assert row["proof"]["budget"]["rlimit_per_query"] == DEFAULT_RLIMIT
     # the explorer still agrees, the proof does not reach the stated z3 verdict: exit 4, named
-    differs = _write(tmp_path, SPEC.replace('property = "no_buddy_metadata_leak"',
+    differs = write_spec(tmp_path, SPEC.replace('property = "no_buddy_metadata_leak"',
                                             'property = "no_buddy_metadata_leak"\nprove = "NOT INDUCTIVE"'), "d.toml")
     r = CliRunner().invoke(main, ["check", "--prove", "--expected", "--no-fixes", str(differs), "--json", str(out),
                                   "--traces-dir", str(tmp_path / "tr")])
@@ -197,7 +169,7 @@ def test_check_prove_compares_the_z3_verdict(tmp_path):
     assert "t_reinit (z3: expected NOT INDUCTIVE, z3 says VIOLATED)" in " ".join(r.output.split())
     assert json.loads(out.read_text())[0]["proof"]["as_expected"] is False
     # a spec that states no z3 expectation does not pass check --prove
-    r = CliRunner().invoke(main, ["check", "--prove", "--expected", "--no-fixes", str(_write(tmp_path, SPEC, "n.toml")),
+    r = CliRunner().invoke(main, ["check", "--prove", "--expected", "--no-fixes", str(write_spec(tmp_path, SPEC, "n.toml")),
                                   "--traces-dir", str(tmp_path / "tr")])
     assert r.exit_code == 4 and "states no expect.prove" in " ".join(r.output.split())
 
@@ -218,7 +190,7 @@ def test_check_prove_compares_the_z3_verdict(tmp_path):
 @pytest.mark.parametrize("command", [["prove"], ["check", "--prove"]])
 def test_bad_prove_and_expect_fields_are_one_line(tmp_path, table, text, field, command):
     body = SPEC.replace("[prove]\n", f"[prove]\n{text}\n") if table == "prove" else SPEC + text + "\n"
-    spec = _write(tmp_path, body)
+    spec = write_spec(tmp_path, body)
     r = CliRunner().invoke(main, [*command, str(spec)])
     assert r.exit_code == 2, r.output
     lines = _err_lines(r)
@@ -228,7 +200,7 @@ def test_bad_prove_and_expect_fields_are_one_line(tmp_path, table, text, field, 
 
 
 def test_timeout_option_is_gone(tmp_path):
-    spec = _write(tmp_path, SPEC)
+    spec = write_spec(tmp_path, SPEC)
     for cmd in (["prove", str(spec), "--timeout", "5"], ["bmc", str(spec), "--timeout", "5"]):
         r = CliRunner().invoke(main, cmd)
         assert r.exit_code == 2
@@ -237,7 +209,7 @@ def test_timeout_option_is_gone(tmp_path):
 
 
 def test_rlimit_option_decides_unknown_deterministically(tmp_path):
-    spec = _write(tmp_path, SPEC)
+    spec = write_spec(tmp_path, SPEC)
     r = CliRunner().invoke(main, ["bmc", str(spec), "--depth", "6", "--rlimit", "1", "--traces-dir", str(tmp_path)])
     assert r.exit_code == 3 and "UNKNOWN" in r.output and "out of budget at depth 0" in " ".join(r.output.split())
     r = CliRunner().invoke(main, ["bmc", str(spec), "--depth", "6", "--traces-dir", str(tmp_path)])
