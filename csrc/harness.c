@@ -48,13 +48,8 @@ static void observe(const char *prop, const char *fmt, ...) __attribute__((forma
 static void observe(const char *prop, const char *fmt, ...)
 {
 	va_list ap;
-	if (shim_nreports >= SHIM_MAX_REPORTS)
-		return;
-	struct shim_report_rec *r = &shim_reports[shim_nreports++];
-	snprintf(r->prop, sizeof(r->prop), "%s", prop);
-	snprintf(r->thread, sizeof(r->thread), "%s", shim_current_name());
 	va_start(ap, fmt);
-	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	shim_vrecord(prop, fmt, ap);
 	va_end(ap);
 }
 

@@ -46,18 +46,25 @@ struct shim_thread *shim_me(void) { return me; }
 const char *shim_current_name(void) { return me ? me->name : "main"; }
 
 /* ---- reports and log -------------------------------------------------------- */
-void shim_report(const char *prop, const char *fmt, ...)
+struct shim_report_rec *shim_vrecord(const char *prop, const char *fmt, va_list ap)
 {
-	va_list ap;
 	if (shim_nreports >= SHIM_MAX_REPORTS)
-		return;
+		return NULL;
 	struct shim_report_rec *r = &shim_reports[shim_nreports++];
 	snprintf(r->prop, sizeof(r->prop), "%s", prop);
 	snprintf(r->thread, sizeof(r->thread), "%s", shim_current_name());
-	va_start(ap, fmt);
 	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	return r;
+}
+
+void shim_report(const char *prop, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	struct shim_report_rec *r = shim_vrecord(prop, fmt, ap);
 	va_end(ap);
-	shim_log("BUG", "%s", r->msg);
+	if (r)	/* what the code itself reports also goes to dmesg, as a kernel BUG would */
+		shim_log("BUG", "%s", r->msg);
 }
 
 void shim_log(const char *level, const char *fmt, ...)

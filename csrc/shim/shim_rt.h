@@ -2,6 +2,7 @@
 #ifndef PDDGPU_SHIM_RT_H
 #define PDDGPU_SHIM_RT_H
 #include <pthread.h>
+#include <stdarg.h>
 #include "kshim.h"
 
 #define SHIM_MAX_THREADS 16
@@ -49,6 +50,8 @@ extern struct shim_extent shim_fini_leaks[SHIM_MAX_LEAKS];
 extern int shim_fini_nleaks;
 
 struct shim_thread *shim_me(void);
+/* a report recorded without a dmesg line (the harness's own observations); NULL when the table is full */
+struct shim_report_rec *shim_vrecord(const char *prop, const char *fmt, va_list ap);
 struct shim_thread *shim_thread_new(const char *name, void (*fn)(void *), void *arg);
 int shim_spawn(struct shim_thread *t);
 int shim_run_step(struct shim_thread *t);
