@@ -4,7 +4,10 @@
 
 * ``fill_1g_s``          - filling it page by page (262144 single-page calls);
 * ``fill_1g_nogc_s``     - the same with Python's cyclic garbage collector
-  paused (its passes over the growing set of blocks are most of the rest);
+  paused (its passes over the objects a fill leaves are the rest);
+* ``fill_1g_tracked``    - how many of the objects the fill returned the
+  collector tracks: the caller's 262144 one-block lists, plus the blocks
+  where they are tracked objects (a count, no ``_cpu`` twin);
 * ``alloc_1page_us``     - one single-page allocation on a fresh allocator
   (mean over a batch);
 * ``range_100_us``       - a 1-page RANGE allocation in a 256 KiB window
@@ -101,6 +104,7 @@ def _run_once(size: int, cls, quick: bool) -> dict:
     t, c = time.perf_counter(), time.process_time()
     blocks = [alloc(0, size, PAGE, PAGE, 0) for _ in range(pages)]
     _put(out, "fill_1g_s", (time.perf_counter() - t, time.process_time() - c))
+    out["fill_1g_tracked"] = sum(gc.is_tracked(got) + sum(map(gc.is_tracked, got)) for got in blocks)
 
     # the same with the cyclic garbage collector paused: the allocator's own
     # work, without the collector's passes over the growing set of blocks
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'':60s} {'wall':>12s} {'CPU':>12s}")
     for key, label, unit, _ in ROWS + MM_ROWS:
         print(f"{label:60s} {res[key]:12.3f} {res[key + '_cpu']:12.3f} {unit}")
+    print(f"objects of the fill's result the cyclic GC tracks (lists and blocks): {res['fill_1g_tracked']:,}")
     print(f"load average (1, 5, 15 min): {load} at start, {_loadavg()} at end")
     return res
 

@@ -43,7 +43,12 @@ do around ``drm_buddy`` calls.
 from __future__ import annotations
 
 import enum
+import gc
 import heapq
+import itertools
+import operator
+import weakref
+from functools import partial
 from heapq import heappop, heappush
 from typing import Iterable, Iterator
 
@@ -107,7 +112,20 @@ _ALLOC = 4
 _STATE_OF = (FREE, FREE, SPLIT, SPLIT, ALLOCATED, ALLOCATED)
 
 
-class Block:
+# Handle layout: an int.  Bits 0-63 the offset, 64-69 the order, 70-75 log2
+# of the size, 76 and up the serial of the allocator (0: none).
+_OFF_MASK = (1 << 64) - 1
+_ORDER_SHIFT = 64
+_LSIZE_SHIFT = 70
+_SERIAL_SHIFT = 76
+
+# serial -> weak reference to the allocator: a handle finds its allocator
+# without holding it (an int has no room for a reference).
+_ALLOCATORS: dict[int, weakref.ref] = {}
+_serials = itertools.count(1)
+
+
+class _BlockBase(int):
     """A node of the buddy tree.  Only ALLOCATED blocks belong to callers.
 
     ``clear`` is the kernel's header clear bit: for a free block, its memory
@@ -119,20 +137,42 @@ class Block:
     is given the node and kept while the node exists, so a node is always
     the same object.  A handle whose node was merged away, or one made
     directly (``Block(offset, order, None, chunk_size)``), is detached: it
-    belongs to no allocator and reads as a free block without relatives."""
+    belongs to no allocator and reads as a free block without relatives.
 
-    __slots__ = ("offset", "order", "size", "_mm", "_clear")
+    A handle is an ``int`` (offset, order, size and the allocator's serial
+    packed together; see ``_OFF_MASK`` and after) of a type the cyclic
+    garbage collector does not track, so the handles a caller holds cost
+    the collector nothing.  Two handles of one node are equal, of different
+    nodes (or allocators) unequal; the allocator still checks identity, so a
+    handle of an earlier life of a node is not the node's current one."""
 
-    def __init__(self, offset: int, order: int, parent: Block | None = None, chunk_size: int = _PAGE_SIZE) -> None:
-        self.offset = offset
-        self.order = order
-        self.size = chunk_size << order
-        self._mm: BuddyAllocator | None = None
-        self._clear = False
+    __slots__ = ()
+
+    def __new__(cls, offset: int, order: int, parent: object = None, chunk_size: int = _PAGE_SIZE) -> Block:
+        lsize = (chunk_size << order).bit_length() - 1
+        return int.__new__(cls, offset | order << _ORDER_SHIFT | lsize << _LSIZE_SHIFT)
+
+    offset = property(partial(operator.and_, _OFF_MASK))
+
+    @property
+    def order(self) -> int:
+        return self >> _ORDER_SHIFT & 63
+
+    @property
+    def size(self) -> int:
+        return 1 << (self >> _LSIZE_SHIFT & 63)
 
     @property
     def end(self) -> int:
-        return self.offset + self.size
+        return (self & _OFF_MASK) + (1 << (self >> _LSIZE_SHIFT & 63))
+
+    @property
+    def _mm(self) -> BuddyAllocator | None:
+        """The allocator holding this handle's node; None once detached."""
+        if type(self) is not Block:
+            return None                         # merged away
+        ref = _ALLOCATORS.get(self >> _SERIAL_SHIFT)
+        return None if ref is None else ref()
 
     @property
     def state(self) -> BlockState:
@@ -145,7 +185,7 @@ class Block:
     def clear(self) -> bool:
         mm = self._mm
         if mm is None:
-            return self._clear
+            return type(self) is _FreedClearBlock
         return bool(mm._st[mm._key_of(self)] & 1)
 
     @property
@@ -200,8 +240,79 @@ class Block:
         clear = ", clear" if self.clear else ""
         return f"Block(offset={self.offset:#x}, order={self.order}, size={self.size:#x}, {self.state.value}{clear})"
 
+    __str__ = __repr__
 
-_new_block = object.__new__
+    def __copy__(self) -> Block:
+        return self                             # immutable, like the int it is
+
+    def __deepcopy__(self, memo: dict) -> Block:
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a Block handle belongs to its allocator and cannot be pickled")
+
+
+def _untracked_type(name: str, base: type, body: dict | None = None) -> type:
+    """A subclass of ``base`` (an int type) that the cyclic garbage
+    collector does not track, with the attributes of ``body``.
+
+    Every class a ``class`` statement makes is a GC type in CPython 3.11
+    (an instance refers to its heap type), even an int subclass without
+    slots; the C API's PyType_FromSpecWithBases makes one that is not when
+    neither the spec nor the base asks for GC.  Its instances hold nothing
+    but the int's digits, so they cannot be part of a cycle.  None when the
+    interpreter has no such API (the caller then uses a plain subclass)."""
+    try:
+        import ctypes
+        api = ctypes.pythonapi.PyType_FromSpecWithBases
+    except (ImportError, AttributeError, OSError):
+        return None
+
+    class _Slot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+    class _Spec(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                    ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(_Slot))]
+
+    api.restype = ctypes.py_object
+    api.argtypes = [ctypes.POINTER(_Spec), ctypes.py_object]
+    full = f"{__name__}.{name}".encode()
+    slots = (_Slot * 1)()                                  # none: everything inherited from the base
+    spec = _Spec(full, 0, 0, 1 << 10 | 1 << 18, slots)     # Py_TPFLAGS_BASETYPE | Py_TPFLAGS_DEFAULT
+    _KEEP.append((full, slots, spec))                      # the type may point into the spec's name
+    try:
+        cls = api(ctypes.byref(spec), (base,))
+    except Exception:
+        return None
+    if cls.__flags__ & 1 << 14 or cls.__basicsize__ != base.__basicsize__:   # Py_TPFLAGS_HAVE_GC
+        return None
+    for attr, value in (body or {}).items():
+        if attr not in ("__module__", "__qualname__", "__slots__", "__dict__", "__weakref__"):
+            setattr(cls, attr, value)
+    return cls
+
+
+# Detached handles (see Block) change class to one of _FREED (dirty,
+# clear): an int has no room for the state, and a class costs nothing to keep.
+_KEEP: list = []
+Block = _untracked_type("Block", int, dict(vars(_BlockBase)))
+_UNTRACKED = Block is not None and not gc.is_tracked(Block(0, 0))
+if _UNTRACKED:
+    _FreedBlock = _untracked_type("_FreedBlock", Block)
+    _FreedClearBlock = _untracked_type("_FreedClearBlock", Block)
+    _UNTRACKED = _FreedBlock is not None and _FreedClearBlock is not None
+if not _UNTRACKED:
+    Block = _BlockBase
+    Block.__name__ = Block.__qualname__ = "Block"
+
+    class _FreedBlock(Block):
+        __slots__ = ()
+
+    class _FreedClearBlock(Block):
+        __slots__ = ()
+_FREED = (_FreedBlock, _FreedClearBlock)
+_new_handle = int.__new__
 
 
 class BuddyAllocator:
@@ -245,6 +356,12 @@ class BuddyAllocator:
         # offset to the node's index in its level (key = base | off >> shift).
         self._bases = tuple(1 << (self._M - o) for o in range(self._max_order + 1))
         self._shifts = tuple(shift + o for o in range(self._max_order + 1))
+        # Per order: the bits of a handle's value besides its offset (order,
+        # log2 of the size, this allocator's serial; see Block).
+        serial = next(_serials)
+        _ALLOCATORS[serial] = weakref.ref(self, lambda _, s=serial, reg=_ALLOCATORS: reg.pop(s, None))
+        self._tags = tuple(o << _ORDER_SHIFT | (shift + o) << _LSIZE_SHIFT | serial << _SERIAL_SHIFT
+                           for o in range(self._max_order + 1))
         self._dead = False
         self._st: dict[int, int] = {}
         # Per tree and order: the free nodes (a dict used as a set, for the
@@ -342,13 +459,13 @@ class BuddyAllocator:
         if self._dead:
             raise AllocatorBug("buddy allocator used after fini()")
         cs = self._chunk_size
+        total = self._size
         # The common request -- one power-of-two block from the free trees,
         # the range unused -- checked and served without the general path.
-        if (type(size) is int and size == min_block_size and type(min_block_size) is int
-                and type(flags) is int and not flags & _FAST_MASK and cs <= size < self._size
-                and not size & (size - 1) and type(start) is int and type(end) is int
-                and 0 <= start and start + size <= self._size and start + size != end
-                and 0 <= end <= self._size and not (start | end) & (cs - 1)):
+        if (type(size) is int is type(min_block_size) is type(flags) is type(start) is type(end)
+                and size == min_block_size and not flags & _FAST_MASK and cs <= size < total
+                and not size & (size - 1) and 0 <= start and start + size <= total
+                and start + size != end and 0 <= end <= total and not (start | end) & (cs - 1)):
             block = self._from_freetree((size >> self._chunk_shift).bit_length() - 1, flags)
             if block is not None:
                 return [block]
@@ -580,8 +697,9 @@ class BuddyAllocator:
             raise AllocatorBug("buddy allocator used after fini()")
 
     def _check_owned(self, block: object) -> None:
-        off = getattr(block, "offset", None)
-        if type(off) is not int or self._allocated.get(off >> self._chunk_shift) is not block:
+        # An allocated block is a Block (a detached handle has another class)
+        # and the very object the allocated set holds at its offset.
+        if type(block) is not Block or self._allocated.get((block & _OFF_MASK) >> self._chunk_shift) is not block:
             raise AllocatorBug(f"{block!r} is not allocated from this allocator")
 
     def _order_of(self, key: int) -> int:
@@ -595,8 +713,8 @@ class BuddyAllocator:
         return self._off(key, o) | o
 
     def _key_of(self, block: Block) -> int:
-        o = block.order
-        return 1 << (self._M - o) | (block.offset >> self._chunk_shift) >> o
+        o = block >> _ORDER_SHIFT & 63
+        return self._bases[o] | (block & _OFF_MASK) >> self._shifts[o]
 
     def _handle(self, key: int) -> Block:
         """The handle of an existing node, made on first use."""
@@ -606,20 +724,14 @@ class BuddyAllocator:
             return self._allocated[off >> self._chunk_shift]
         h = self._handles.get(key)
         if h is None:
-            h = _new_block(Block)
-            h.offset = off
-            h.order = o
-            h.size = self._sizes[o]
-            h._mm = self                       # _clear is only read once detached
-            self._handles[key] = h
+            h = self._handles[key] = _new_handle(Block, off | self._tags[o])
         return h
 
     def _detach(self, key: int, clear: int) -> None:
         """The node ``key`` ceases to exist: its handle, if any, is detached."""
         h = self._handles.pop(key, None)
         if h is not None:
-            h._mm = None
-            h._clear = bool(clear)
+            h.__class__ = _FREED[clear]
 
     # -- internals: free trees ---------------------------------------------
 
@@ -685,19 +797,15 @@ class BuddyAllocator:
         """mark_allocated on a free node already out of the free trees, and
         the accounting of the caller."""
         self._st[key] = _ALLOC | clear
-        page = (key - (1 << (self._M - order))) << order
         size = self._sizes[order]
         self._avail -= size
         if clear:
             self._clear_avail -= size
+        off = (key - self._bases[order]) << self._shifts[order]
         h = self._handles.pop(key, None) if self._handles else None
         if h is None:
-            h = _new_block(Block)
-            h.offset = page << self._chunk_shift
-            h.order = order
-            h.size = size
-            h._mm = self                       # _clear is only read once detached
-        self._allocated[page] = h
+            h = _new_handle(Block, off | self._tags[order])
+        self._allocated[off >> self._chunk_shift] = h
         return h
 
     def _merge_up(self, key: int, order: int, clear: int, force: bool) -> int:
@@ -730,18 +838,20 @@ class BuddyAllocator:
 
     def _release(self, block: Block, clear: int) -> None:
         """gpu_buddy_free_block; ``clear`` -1 keeps the block's clear state."""
-        key = self._key_of(block)
-        del self._allocated[block.offset >> self._chunk_shift]
+        order = block >> _ORDER_SHIFT & 63
+        off = block & _OFF_MASK
+        key = self._bases[order] | off >> self._shifts[order]
+        del self._allocated[off >> self._chunk_shift]
         if clear < 0:
             clear = self._st[key] & 1
-        self._avail += block.size
+        size = self._sizes[order]
+        self._avail += size
         if clear:
-            self._clear_avail += block.size
-        if self._merge_up(key, block.order, clear, False) == key:
+            self._clear_avail += size
+        if self._merge_up(key, order, clear, False) == key:
             self._handles[key] = block         # the node lives on, with its handle
         else:
-            block._mm = None
-            block._clear = bool(clear)
+            block.__class__ = _FREED[clear]
 
     def _free_internal(self, blocks: list[Block]) -> None:
         for b in blocks:
@@ -803,21 +913,26 @@ class BuddyAllocator:
         preferred tree, else of the other, split down along its right edge."""
         tree = _CLEAR_TREE if flags & CLEAR_ALLOCATION else _DIRTY_TREE
         free = self._free[tree]
-        top = self._max_order + 1
-        key = o = -1
+        key = -1
         if not flags & TOPDOWN_ALLOCATION:
             # _lowest_order_highest inlined: this is every driver's request
-            for o in range(order, top):
-                d = free[o]
-                if d:
-                    heap = self._heaps[tree][o]
-                    while -heap[0] not in d:
-                        heappop(heap)
+            # (half of a page-by-page fill finds a page of its own order)
+            o = order
+            d = free[order]
+            if not d:
+                for o in range(order + 1, self._max_order + 1):
+                    d = free[o]
+                    if d:
+                        break
+            if d:
+                heap = self._heaps[tree][o]
+                key = -heap[0]
+                while key not in d:
+                    heappop(heap)
                     key = -heap[0]
-                    break
         else:
             best = -1
-            for i in range(order, top):
+            for i in range(order, self._max_order + 1):
                 k = self._highest(tree, i)
                 if k >= 0 and self._off(k, i) > best:
                     key, o, best = k, i, self._off(k, i)

@@ -652,3 +652,57 @@ def test_drm_buddy_alloc_range_primes(seed):
     mm.free_blocks(blocks)
     mm.check_invariants()
     assert mm.fini() == []
+
+
+# -- the port's block handles (not a kernel case) ----------------------------------------------
+
+def test_port_block_handles_are_untracked_ints_equal_by_node():
+    """The handles a caller gets are ints the cyclic GC does not track (the
+    page-by-page fill of issue 10 pays nothing for them), equal for one node
+    and unequal across nodes and allocators, and still checked by identity."""
+    import gc
+    import platform
+
+    from pddgpu_verify.pddgpu import buddy
+    from pddgpu_verify.pddgpu.buddy import Block, BlockState
+    from pddgpu_verify.pddgpu.errors import AllocatorBug
+
+    ps = SZ_4K
+    mm, other = BuddyAllocator(16 * ps, ps), BuddyAllocator(16 * ps, ps)
+    (a,) = must_alloc(mm, 0, mm.size, ps, ps)
+    (b,) = must_alloc(mm, 0, mm.size, ps, ps)
+    (c,) = must_alloc(other, 0, other.size, ps, ps)
+    if platform.python_implementation() == "CPython":
+        assert buddy._UNTRACKED, "CPython's C API makes the untracked handle type"
+    if buddy._UNTRACKED:
+        assert not gc.is_tracked(a) and not gc.is_tracked(mm.roots[0])
+        assert not gc.is_tracked(mm._allocated) and not gc.is_tracked(mm._handles)
+    assert isinstance(a, Block) and a  # never falsy
+    assert (a.offset, a.order, a.size, a.end, a.state) == (15 * ps, 0, ps, 16 * ps, BlockState.ALLOCATED)
+    assert (b.offset, c.offset) == (14 * ps, 15 * ps)
+    assert a != b and a != c and a != a.offset and len({a, b, c}) == 3
+    assert a.buddy is b and b.buddy is a and a.parent is b.parent and a.parent == b.parent
+    assert mm.roots[0] is mm.roots[0] and a.parent.parent.right is a.parent.parent.right
+    assert Block(a.offset, 0, None, ps) != a and Block(a.offset, 0, None, ps).is_free
+
+    mm.free_blocks([a], CLEARED)             # b is allocated: a stays a node, clear
+    assert a.is_free and a.is_clear and a.parent is b.parent
+    mm.free_block(b)                         # dirty: the buddies keep their states apart
+    assert a.is_free and b.is_free and a.is_clear and not b.is_clear
+    mm.reset_clear(False)                    # merges both away: the handles are detached
+    assert a.is_free and a.parent is None and a.buddy is None and a.left is None
+    assert a.is_clear and not b.is_clear     # the state they were merged in
+    assert "free, clear" in repr(a) and f"{a}" == repr(a)
+    (again,) = must_alloc(mm, 0, mm.size, ps, ps)
+    assert again.offset == a.offset and again is not a and again.is_allocated and a.is_free
+    with pytest.raises(AllocatorBug):
+        mm.free_block(a)                     # an earlier life of the node is not the node
+    with pytest.raises(AllocatorBug):
+        mm.free_block(Block(again.offset, 0, None, ps))
+    with pytest.raises(AllocatorBug):
+        mm.free_block(c)                     # the other allocator's
+    assert again.is_allocated and c.is_allocated
+    mm.check_invariants()
+    mm.free_block(again)
+    other.free_block(c)
+    assert mm.fini() == [] and other.fini() == []
