@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test bench findings clean
+.PHONY: setup check test bench findings certificates clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(STAMP)
 	$(BIN)/pddgpu-verify bench --proofs --output docs/BENCH.md
 	$(BIN)/pddgpu-verify bench --mutate --output docs/BENCH.md
 	$(BIN)/python -m pddgpu_verify.pddgpu.alloc_bench
+
+# the proof certificates make check re-checks (specs/certificates/): search every fixed spec's proof in full
+# and keep what it kept; run after a change to a model, a property or a lemma (a stale one only costs time)
+certificates: $(STAMP)
+	$(BIN)/pddgpu-verify check --prove --write-certificates --expected $$(grep -l '^prove = "PROVED"' specs/*.toml)
 
 findings: $(STAMP)
 	$(BIN)/pddgpu-verify findings --output docs/FINDINGS.md

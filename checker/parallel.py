@@ -41,7 +41,7 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run_one(index: int, spec: Spec, run_kwargs: dict, with_proof: bool) -> Done:
+def _run_one(index: int, spec: Spec, run_kwargs: dict, with_proof: bool, proof_kwargs: dict | None = None) -> Done:
     import time
     from .run import run_spec
     t0 = time.perf_counter()
@@ -49,7 +49,7 @@ def _run_one(index: int, spec: Spec, run_kwargs: dict, with_proof: bool) -> Done
     proof = None
     if with_proof:
         from .proof_check import run_proof
-        proof = run_proof(spec)
+        proof = run_proof(spec, **(proof_kwargs or {}))
     return Done(index, spec, o.result, o.trace_path, proof, time.perf_counter() - t0)
 
 
@@ -71,7 +71,8 @@ def _save_times(times: dict):
         pass            # a cache only orders the work: a read-only checkout still checks
 
 
-def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: dict, on_done=None) -> list[Done]:
+def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: dict, on_done=None,
+              proof_kwargs: dict | None = None) -> list[Done]:
     """Run every spec; ``on_done(done)`` is called in the order runs complete; the list returned is in the
     order of ``specs``."""
     times = _load_times()
@@ -86,14 +87,14 @@ def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: di
 
     if jobs <= 1 or len(specs) <= 1:
         for i, s in enumerate(specs):
-            record(_run_one(i, s, run_kwargs, with_proofs))
+            record(_run_one(i, s, run_kwargs, with_proofs, proof_kwargs))
         _save_times(times)
         return results
     order = sorted(range(len(specs)), key=lambda i: -times.get(key(specs[i]), 1e9))   # unknown first: may be slow
     # spawn, not fork: z3 and the native explorer hold threads and handles a forked child must not inherit
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        pending = {pool.submit(_run_one, i, specs[i], run_kwargs, with_proofs) for i in order}
+        pending = {pool.submit(_run_one, i, specs[i], run_kwargs, with_proofs, proof_kwargs) for i in order}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -325,17 +325,19 @@ def _system(model: Model, programs, props, lemmas, templates) -> System:
 
 def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "mask_conflict_free",
                       "held_blocks_distinct", "held_blocks_in_mask"), rlimit: int | None = DEFAULT_RLIMIT,
-                      budget: Budget | None = None, stress_builder=None) -> ParametricResult:
+                      budget: Budget | None = None, stress_builder=None, templates=None,
+                      kept_out: list | None = None) -> ParametricResult:
     """``builder(workload) -> Model`` builds the spec's model for a workload;
     ``base`` is the spec's workload (its worker programs and non-workers).
     Every solver query gets ``rlimit`` resource units (``budget``, if given,
-    instead); the proof runs in a z3 context of its own."""
+    instead); the proof runs in a z3 context of its own.  ``templates`` (a
+    certificate) replaces mining; ``kept_out`` receives the templates kept."""
     budget = budget if budget is not None else Budget(rlimit)
     with own_context():
-        return _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder)
+        return _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder, templates, kept_out)
 
 
-def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder):
+def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder, templates=None, kept_out=None):
     clock = _Clock()
     note_phase(budget, "side conditions of the cutoff argument")
     programs = list(dict.fromkeys(tuple(tuple(op) for op in w) for w in base.workers))
@@ -353,9 +355,11 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
     if probs:
         return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
                                  for p in props], refused=probs, detail="side conditions fail")
-    if "auto" in lemmas:
+    if "auto" in lemmas and templates is None:
         note_phase(budget, "mining candidate invariants from reachable states (explorer)")
-    templates = _mine(builder, stress_builder, programs, base) if "auto" in lemmas else None
+        templates = _mine(builder, stress_builder, programs, base)
+    elif "auto" not in lemmas:
+        templates = None
     systems = []
     for size in range(1, MAX_TRACKED + 1):
         for combo in itertools.combinations_with_replacement(programs, size):
@@ -395,6 +399,8 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
             settled[id(sys)] = set(alive)
             note_settled(budget, sum(settled.get(id(sy)) == alive for sy in systems), len(systems),
                          "systems inductive")
+    if kept_out is not None and templates:
+        kept_out.extend(t for t in templates if t in alive)
     results = []
     scope = f"{len(systems)} systems of 1-{MAX_TRACKED} workers"
     for p in props:
@@ -471,7 +477,8 @@ def _cti_result(p, sys, cti, clock):
 
 
 def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | None = None,
-                           budget: Budget | None = None) -> ParametricResult:
+                           budget: Budget | None = None, templates=None,
+                           kept_out: list | None = None) -> ParametricResult:
     """``prove --any-workers`` for a loaded spec: its model options, allocator and
     non-workers, every number of workers running its worker programs.  Budget
     per query: ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``,
@@ -491,5 +498,5 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | Non
     cfg = spec.run_config
     return prove_any_workers(lambda wl: cfg.with_workload(wl).build(spec.name),
                              spec.workload, properties or spec.checked_properties(model), lemmas=lemmas,
-                             budget=budget,
+                             budget=budget, templates=templates, kept_out=kept_out,
                              stress_builder=lambda wl: replace(cfg, size=1).with_workload(wl).build(spec.name))

@@ -66,9 +66,15 @@ def _compare(spec: Spec, result: str, proved: list) -> tuple[bool, str]:
     return True, ""
 
 
-def run_proof(spec: Spec) -> ProofOutcome | None:
+def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool = False) -> ProofOutcome | None:
     """The z3 back end's word on ``spec`` and whether it is the expected one
-    (None for a ``+fix`` variant: its fix is checked by the explorer only)."""
+    (None for a ``+fix`` variant: its fix is checked by the explorer only).
+
+    With ``certificates`` a spec's shipped certificate (``checker/certificate.py``) replaces mining.  What
+    it yields is kept when every property is PROVED or VIOLATED (a checked proof, a real trace: facts
+    whatever the candidates were); anything less and the proof searches in full, so a stale certificate
+    costs time, never a verdict.  ``write_certificate``: search in full and write what the proof kept as
+    the spec's certificate."""
     if spec.name.endswith("+fix"):
         return None
     if spec.expect_prove == "none" or (spec.expect_prove is None and spec.expect_verdict in ("LIVENESS", "DEADLOCK")):
@@ -81,18 +87,43 @@ def run_proof(spec: Spec) -> ProofOutcome | None:
     budget = Budget((spec.prove or {}).get("rlimit", DEFAULT_RLIMIT))
     violation = spec.expect_verdict == "VIOLATION"
     target = replace(spec, properties=[spec.expect_property]) if violation else spec
+    from . import certificate
+    from .prove import VIOLATED
     t0 = time.perf_counter()
-    overall, results = prove_spec(target, budget=budget)
+    any_workers = bool((spec.prove or {}).get("any_workers"))
+    if not certificates:
+        given = None
+    elif violation:
+        # BMC finds a violation whatever the candidates are, and no candidate makes a violated property
+        # inductive: mining would only delay the same verdict
+        given = []
+    else:
+        given = None if write_certificate else certificate.load(spec)
+    how_found = ""
+    if given is not None:
+        overall, results = prove_spec(target, budget=budget, templates=given)
+        if all(r.verdict in (PROVED, VIOLATED) for r in results if r.kind == "property"):
+            how_found = ", certificate" if given else ""
+        else:
+            given = None
+            budget = Budget(budget.rlimit)
+            how_found = ", certificate stale: searched" if not violation else ""
+    if given is None:
+        kept = []
+        overall, results = prove_spec(target, budget=budget, kept_out=kept)
+        if write_certificate and not violation:
+            certificate.write(spec, kept, results, any_workers=any_workers)
+            how_found = ", certificate written"
     took = time.perf_counter() - t0
     props = [r for r in results if r.kind == "property"]
     proved = [r.name for r in props if r.verdict == PROVED]
     if violation:
         r = next(r for r in props if r.name == spec.expect_property)
         how = f", {len(r.trace) - 1}-step trace" if r.trace else (", CTI" if r.cti else "")
-        result, summary = r.verdict, f"{r.verdict}{how} ({took:.0f}s)"
+        result, summary = r.verdict, f"{r.verdict}{how} ({took:.0f}s{how_found})"
     else:
         scope = " any N" if (spec.prove or {}).get("any_workers") else ""
-        result, summary = overall, f"{overall} {len(proved)}/{len(props)}{scope} ({took:.0f}s)"
+        result, summary = overall, f"{overall} {len(proved)}/{len(props)}{scope} ({took:.0f}s{how_found})"
     ok, reason = _compare(spec, result, proved)
     return ProofOutcome(spec.name, spec.expect_prove, spec.expect_proved, result, summary, ok, reason,
                         {r.name: r.verdict for r in props}, len(proved), budget.rlimit, budget.peak,

@@ -304,23 +304,53 @@ def _init_check(cand, enc, budget: Budget):
     return budget.check(solver, what=f"base case of {cand.name}")
 
 
+def _init_checks(cands, enc, budget: Budget) -> dict:
+    """``_init_check`` of every candidate, by name: one query for a group whose members all hold initially
+    (mined and certified candidates nearly always do), halved where one does not or the query runs out of
+    budget, down to the members alone -- the same answers as one query each, in a few queries."""
+    s = enc.state("i")
+    init = enc.init(s)
+    terms = {c.name: c.holds(enc, s) for c in cands}
+    out = {}
+
+    def check(group):
+        if len(group) == 1:
+            out[group[0].name] = _init_check(group[0], enc, budget)
+            return
+        solver = z3.Solver()
+        solver.add(init, z3.Or([z3.Not(terms[c.name]) for c in group]))
+        if budget.check(solver, what=f"base case of {len(group)} candidates") == z3.unsat:
+            out.update((c.name, z3.unsat) for c in group)
+            return
+        half = len(group) // 2
+        check(group[:half])
+        check(group[half:])
+    if cands:
+        check(list(cands))
+    return out
+
+
 def prove(model: Model, properties=None, lemmas=(), *, k: int = 1, rlimit: int | None = DEFAULT_RLIMIT,
           bmc_depth: int = 8, encoder: Encoder | None = None, templates=None,
-          budget: Budget | None = None) -> list[ProofResult]:
+          budget: Budget | None = None, kept_out: list | None = None) -> list[ProofResult]:
     """Prove each safety property of ``properties`` (default: all the model's);
     ``lemmas``: names from ``model.lemmas`` that strengthen the induction.
     Every solver query (the BMC of a refuted property's too) gets ``rlimit``
     resource units (``budget``, if given, instead; it logs what each query
-    used).  Without ``encoder`` the proof runs in a z3 context of its own."""
+    used).  Without ``encoder`` the proof runs in a z3 context of its own.
+
+    ``templates``: the mined candidates' templates to use instead of mining (a
+    certificate, ``checker/certificate.py``); ``kept_out`` receives the
+    templates of the mined candidates the proof kept."""
     budget = budget if budget is not None else Budget(rlimit)
     note_phase(budget, "encoding the model for z3")
     if encoder is not None:
-        return _prove(model, properties, lemmas, k, bmc_depth, encoder, templates, budget)
+        return _prove(model, properties, lemmas, k, bmc_depth, encoder, templates, budget, kept_out)
     with own_context():
-        return _prove(model, properties, lemmas, k, bmc_depth, Encoder(model), templates, budget)
+        return _prove(model, properties, lemmas, k, bmc_depth, Encoder(model), templates, budget, kept_out)
 
 
-def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
+def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget, kept_out=None):
     clock = _Clock()
     note_phase(budget, "mining candidate invariants from reachable states (explorer)"
                if "auto" in lemmas and templates is None else "building candidates")
@@ -333,7 +363,7 @@ def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
         note_settled(budget, sum(1 for n in props if n in results), len(props))
     settled()
     # base case
-    base = {c.name: _init_check(c, enc, budget) for c in cands}
+    base = _init_checks(cands, enc, budget)
     init_bad = [c for c in cands if base[c.name] != z3.unsat]
     for c in init_bad:
         if c.kind == "auto":
@@ -349,6 +379,8 @@ def _prove(model, properties, lemmas, k, bmc_depth, enc, templates, budget):
     live = [c for c in cands if c not in init_bad]
     hr = houdini(enc, live, budget=budget)
     kept, ctis = hr.kept, hr.ctis
+    if kept_out is not None:
+        kept_out.extend(c.template for c in kept if c.kind == "auto")
     n_auto = sum(1 for c in kept if c.kind == "auto")
     for c in kept:
         results[c.name] = ProofResult(c.name, c.kind, PROVED, clock.elapsed(),
@@ -467,13 +499,13 @@ def check_cti(model: Model, res: ProofResult) -> bool:
 
 
 def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_depth: int | None = None,
-               budget: Budget | None = None, progress=None):
+               budget: Budget | None = None, progress=None, templates=None, kept_out: list | None = None):
     """Run ``prove`` as a spec's ``[prove]`` table configures it (for ``make
     check`` to show beside the explorer's verdict).  Returns
     (overall verdict, [ProofResult]); overall is VIOLATED or NOT INDUCTIVE if
     a property is, else UNKNOWN if one is, else PROVED.  The budget per query
     is ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``, else
-    ``DEFAULT_RLIMIT``."""
+    ``DEFAULT_RLIMIT``.  ``templates`` / ``kept_out``: as for ``prove``."""
     from ..model.lemmas import DEFAULT
     model = spec.build()
     p = spec.prove or {}
@@ -484,7 +516,7 @@ def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_dep
     if p.get("any_workers"):
         from .parametric import CutoffError, prove_spec_any_workers
         try:
-            pr = prove_spec_any_workers(spec, budget=budget)
+            pr = prove_spec_any_workers(spec, budget=budget, templates=templates, kept_out=kept_out)
         except CutoffError as e:
             return UNKNOWN, [ProofResult(n, "property", UNKNOWN, 0.0, detail=str(e))
                              for n in spec.checked_properties(model)]
@@ -493,7 +525,8 @@ def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_dep
             return UNKNOWN, res
     else:
         res = prove(model, spec.checked_properties(model), p.get("lemmas", DEFAULT), k=k or p.get("k", 1),
-                    budget=budget, bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth)
+                    budget=budget, bmc_depth=p.get("bmc_depth", 8) if bmc_depth is None else bmc_depth,
+                    templates=templates, kept_out=kept_out)
     return overall_verdict(res), res
 
 

@@ -169,6 +169,11 @@ def main():
               show_default=True, help="Where counterexample traces are written.")
 @click.option("--expected/--no-expected", "against_expected", default=None,
               help="Exit on the comparison with expected verdicts (default when no spec is named).")
+@click.option("--certificates/--search", "certificates", default=True, show_default=True,
+              help="with --prove: check each spec's shipped proof certificate (specs/certificates/) instead of "
+                   "mining candidates again; a certificate that no longer carries a proof falls back to the search")
+@click.option("--write-certificates", is_flag=True,
+              help="with --prove: search every proof in full and write what it kept as the spec's certificate")
 @click.option("--prove/--no-prove", "with_proofs", default=False,
               help="Also run the z3 back end on each spec and show its result beside the verdict.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -194,7 +199,7 @@ def main():
 @input_errors
 def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_expected, with_proofs, with_fixes,
           threads,
-          hash_compact, json_out, memory_limit, backend, jobs, por, por_compare):
+          hash_compact, json_out, memory_limit, backend, jobs, por, por_compare, certificates, write_certificates):
     """Explore every interleaving of SPECS (default: every spec in specs/)."""
     from ..checker.run import run_spec
     named = bool(specs)
@@ -209,9 +214,14 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
             fail_input(f"--memory-limit: {e}")
     if json_out:
         check_output_file("--json", json_out)
+    if write_certificates and not with_proofs:
+        fail_input("--write-certificates: needs --prove (a certificate is what a proof kept)")
     loaded = []
     for f in files:                             # all input errors before any work
         s = load_spec(f)
+        if with_proofs and certificates and not write_certificates:
+            from ..checker.certificate import load as load_certificate
+            load_certificate(s)             # a malformed certificate is bad input, found before any work
         loaded.append(s)
         if with_fixes and not named and s.fixed_by:
             loaded.append(s.with_fixes())
@@ -235,7 +245,8 @@ def check(specs, symmetry, strategy, max_states, max_depth, traces_dir, against_
         if len(loaded) > 1:
             render.print_progress_row(out, o, d.proof, len(built), len(loaded), d.seconds)
 
-    for d in run_specs(loaded, jobs=jobs, with_proofs=with_proofs, run_kwargs=kwargs, on_done=row_done):
+    for d in run_specs(loaded, jobs=jobs, with_proofs=with_proofs, run_kwargs=kwargs, on_done=row_done,
+                       proof_kwargs={"certificates": certificates, "write_certificate": write_certificates}):
         o = built[d.index]
         outcomes.append(o)
         if named and len(loaded) == 1:

@@ -94,7 +94,12 @@ def _trace_path(traces_dir, spec, prop, what):
 @click.option("--bmc-depth", type=click.IntRange(min=0), default=None,
               help="depth of the BMC search for a real violation of a non-inductive property")
 @click.option("--traces-dir", type=click.Path(file_okay=False), default="traces", show_default=True)
-def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
+@click.option("--certificate", "use_certificate", is_flag=True,
+              help="check the spec's proof certificate (specs/certificates/) instead of mining candidates; "
+                   "nothing in it is trusted")
+@click.option("--write-certificate", is_flag=True,
+              help="write the invariants this proof kept as the spec's certificate (what check --prove checks)")
+def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use_certificate, write_certificate):
     """Prove the spec's safety properties by induction (with its lemmas).
 
     Every solver query gets --rlimit z3 resource units: the verdict does not
@@ -112,6 +117,16 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
     bmc_depth = opts.get("bmc_depth", 8) if bmc_depth is None else bmc_depth
     any_workers = opts.get("any_workers", False) if any_workers is None else any_workers
     props = spec.checked_properties(model)
+    from ..checker import certificate
+    templates = None
+    if use_certificate:
+        try:
+            templates = certificate.load(spec)
+        except SpecError as e:
+            _fail(str(e))
+        if templates is None:
+            _fail(f"{certificate.path_for(spec)}: certificate: no such file (write it with prove --write-certificate)")
+    kept = []
     console = _console()
     written = []
     progress = _progress(budget, f"prove {spec.name}")
@@ -119,7 +134,8 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
         if any_workers:
             from ..checker.parametric import MAX_TRACKED, CutoffError, prove_spec_any_workers
             try:
-                pr = prove_spec_any_workers(spec, props, opts["lemmas"], budget=budget)
+                pr = prove_spec_any_workers(spec, props, opts["lemmas"], budget=budget, templates=templates,
+                                            kept_out=kept)
             except CutoffError as e:
                 progress.close()
                 _fail(f"{spec.path}: {e}")
@@ -130,7 +146,8 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
             title = (f"prove {spec.name} (any number of workers: {pr.systems} systems of 1-{MAX_TRACKED} workers, "
                      f"{pr.seconds:.1f}s)")
         else:
-            results = run_prove(model, props, opts["lemmas"], k=k, budget=budget, bmc_depth=bmc_depth)
+            results = run_prove(model, props, opts["lemmas"], k=k, budget=budget, bmc_depth=bmc_depth,
+                                templates=templates, kept_out=kept)
             title = f"prove {spec.name} ({len(model.threads)} threads)"
     except (LemmaError, EncodeError) as e:
         progress.close()
@@ -162,6 +179,10 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir):
                       f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", f"{r.seconds:.2f}", escape(detail or ""))
     console.print(table)
     _written(console, written)
+    if write_certificate:
+        cp = certificate.write(spec, kept, results, any_workers=any_workers)
+        console.print(f"certificate written: {escape(str(cp))} ({len(certificate.load(spec))} invariants)",
+                      soft_wrap=True)
     n_props = [r for r in results if r.kind == "property"]
     console.print(f"{sum(r.verdict == PROVED for r in n_props)}/{len(n_props)} properties PROVED; "
                   f"{budget.summary()}")

@@ -469,12 +469,15 @@ def mask_is_held_blocks(model):
 
 
 @lemma("ghost_marks_bounded",
-       "a thread's ghost mark never exceeds the counter it was taken from: the ERROR set/clear counters only grow; "
+       "a thread's ghost mark never exceeds the counter it was taken from: the ERROR set/clear counters only grow, "
+       "up to their cap; "
        "and a worker's entry mark (umark, below the cap only if the manager served at entry) still equal to the "
        "ERROR sets means no ERROR was set since, so ERROR is clear")
 def ghost_marks_bounded(model):
     from .manager import GHOST_CAP
-    parts = []
+    # the counters saturate at the cap: without saying so a CTI may start from a value past it, where the
+    # saturating increment goes down and a mark taken earlier ends above its counter
+    parts = [Var(c) <= GHOST_CAP for c in ("err_sets", "err_clears") if c in {d.name for d in model.shared}]
     for t, th in enumerate(model.threads):
         names = {v.name for v in th.program.locals}
         for mark, counter in (("emark", "err_clears"), ("imark", "err_clears"), ("rmark", "err_sets"),

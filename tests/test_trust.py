@@ -114,3 +114,24 @@ def test_every_shipped_spec_states_what_z3_must_say():
             assert s.expect_verdict == "OK" and isinstance(s.expect_proved, int), f
             continue
         assert s.expect_prove == want[s.expect_verdict], (f, s.expect_prove)
+
+
+def test_every_proved_spec_ships_its_certificate_and_no_certificate_is_orphaned():
+    """make check re-checks a shipped certificate instead of searching (checker/certificate.py): a fixed spec
+    without one would only be slow, but a certificate of a renamed or removed spec is dead weight that
+    misleads a reader."""
+    import glob
+    from pddgpu_verify.checker import certificate
+    root = Path(__file__).resolve().parent.parent / "specs"
+    specs = [load_spec(f) for f in sorted(glob.glob(str(root / "*.toml")))]
+    owners = {certificate.path_for(s): s for s in specs}
+    for s in specs:
+        if s.expect_prove == "PROVED":
+            tps = certificate.load(s)
+            assert tps, f"{certificate.path_for(s)}: missing or empty (make certificates)"
+    for p in sorted((root / "certificates").glob("*")):
+        assert p in owners, f"{p}: no spec of that name"
+        s = owners[p]
+        assert s.expect_prove == "PROVED", f"{p}: its spec expects {s.expect_prove}: a certificate only serves a proof"
+        import json
+        assert json.loads(p.read_text())["spec"] == s.name, p
