@@ -32,6 +32,14 @@ def state_with(model, **values):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def sigint_delivered():
+    """``preexec_fn`` for a child a test interrupts: SIGINT as a terminal delivers it.  A suite started as a
+    background job (``make test &``, nohup) inherits SIGINT ignored, and a Python started so installs no
+    KeyboardInterrupt handler: the signal the test sends would never arrive."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def eight_workers_spec(tmp_path) -> Path:
     """Spec 50's fixed VRAM manager with eight workers on four blocks and no symmetry: far more states
     than any budget below holds (hundreds of millions)."""

@@ -619,11 +619,11 @@ def test_ctrl_c_on_a_real_run_exits_130_without_a_traceback(tmp_path):
     import subprocess
     import sys
     import time
-    from helpers import eight_workers_spec
+    from helpers import eight_workers_spec, sigint_delivered
     p = eight_workers_spec(tmp_path)          # hundreds of millions of states: still running after 2 s
     proc = subprocess.Popen([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--no-symmetry",
                              "--traces-dir", str(tmp_path / "t")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
+                            text=True, cwd=tmp_path, preexec_fn=sigint_delivered)
     time.sleep(2.0)                        # past start-up, inside the exploration
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

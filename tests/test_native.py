@@ -226,14 +226,14 @@ def test_ctrl_c_stops_a_native_search(tmp_path):
     import subprocess
     import sys
     import time
-    from helpers import eight_workers_spec
+    from helpers import eight_workers_spec, sigint_delivered
     p = eight_workers_spec(tmp_path)
     # a first run builds the shared object (so the second is inside the C search when the signal comes)
     subprocess.run([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--backend", "native",
                     "--max-states", "1000", "--traces-dir", str(tmp_path / "t")], capture_output=True, timeout=300)
     proc = subprocess.Popen([sys.executable, "-m", "pddgpu_verify.cli.main", "check", str(p), "--backend", "native",
                              "--traces-dir", str(tmp_path / "t")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_delivered)
     time.sleep(4.0)
     t = time.monotonic()
     proc.send_signal(signal.SIGINT)
