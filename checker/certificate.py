@@ -58,11 +58,12 @@ def load(spec) -> list | None:
     return [_tuples(t) for t in tps]
 
 
-def write(spec, kept, results, *, any_workers: bool) -> Path:
+def write(spec, kept, results, *, any_workers: bool) -> tuple[Path, int]:
     """Write what a proof kept (``kept``: the templates of its surviving mined candidates, from ``kept_out``):
     all of them when some property was PROVED, none when none was or when the spec expects a violation (a
     violation needs no invariant).
-    ``results`` (the proof's ProofResults) are recorded for a reader only."""
+    ``results`` (the proof's ProofResults) are recorded for a reader only.  Returns the file and how many
+    invariants it holds."""
     from .prove import PROVED
     p = path_for(spec)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -79,4 +80,4 @@ def write(spec, kept, results, *, any_workers: bool) -> Path:
     tmp = p.with_suffix(".tmp")
     tmp.write_text(body)
     tmp.replace(p)
-    return p
+    return p, len(templates)

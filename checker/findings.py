@@ -88,13 +88,9 @@ def defect_proof(spec, progress=None) -> str:
     checking to ``[prove] bmc_depth``), as ``check --prove`` shows it."""
     if spec.expect_verdict in NO_Z3:
         return f"n/a ({spec.expect_verdict.lower()}: the explorer only)"
-    from .prove import VIOLATED, prove_spec
+    from .prove import prove_violation
     t0 = time.perf_counter()
-    target = replace(spec, properties=[spec.expect_property])
-    # as check --prove asks it: BMC finds a violation whatever the candidates, so mining waits until needed
-    _, results = prove_spec(target, progress=progress, templates=[])
-    if not any(r.verdict == VIOLATED for r in results if r.kind == "property"):
-        _, results = prove_spec(target, progress=progress)
+    _, results = prove_violation(spec, progress=progress)      # as check --prove asks it
     took = time.perf_counter() - t0
     r = next((r for r in results if r.kind == "property" and r.name == spec.expect_property), None)
     if r is None:

@@ -19,7 +19,7 @@ answer on a loaded machine as on an idle one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .spec import Spec
 
@@ -86,33 +86,26 @@ def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool 
     from .z3_budget import DEFAULT_RLIMIT, Budget
     budget = Budget((spec.prove or {}).get("rlimit", DEFAULT_RLIMIT))
     violation = spec.expect_verdict == "VIOLATION"
-    target = replace(spec, properties=[spec.expect_property]) if violation else spec
     from . import certificate
-    from .prove import VIOLATED
+    from .prove import VIOLATED, prove_violation
     t0 = time.perf_counter()
-    any_workers = bool((spec.prove or {}).get("any_workers"))
-    if not certificates:
-        given = None
-    elif violation:
-        # BMC finds a violation whatever the candidates are, and no candidate makes a violated property
-        # inductive: mining would only delay the same verdict
-        given = []
-    else:
-        given = None if write_certificate else certificate.load(spec)
+    given = certificate.load(spec) if certificates and not write_certificate and not violation else None
     how_found = ""
-    if given is not None:
-        overall, results = prove_spec(target, budget=budget, templates=given)
+    if violation:
+        overall, results = prove_violation(spec, budget=budget, mine=not certificates)
+    elif given is not None:
+        overall, results = prove_spec(spec, budget=budget, templates=given)
         if all(r.verdict in (PROVED, VIOLATED) for r in results if r.kind == "property"):
-            how_found = ", certificate" if given else ""
+            how_found = ", certificate"
         else:
             given = None
             budget = Budget(budget.rlimit)
-            how_found = ", certificate stale: searched" if not violation else ""
-    if given is None:
+            how_found = ", certificate stale: searched"
+    if not violation and given is None:
         kept = []
-        overall, results = prove_spec(target, budget=budget, kept_out=kept)
-        if write_certificate and not violation:
-            certificate.write(spec, kept, results, any_workers=any_workers)
+        overall, results = prove_spec(spec, budget=budget, kept_out=kept)
+        if write_certificate:
+            certificate.write(spec, kept, results, any_workers=bool((spec.prove or {}).get("any_workers")))
             how_found = ", certificate written"
     took = time.perf_counter() - t0
     props = [r for r in results if r.kind == "property"]

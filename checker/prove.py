@@ -530,6 +530,20 @@ def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_dep
     return overall_verdict(res), res
 
 
+def prove_violation(spec, *, budget: Budget | None = None, progress=None, mine: bool = False):
+    """``prove_spec`` on a defect spec's ``expect.property`` alone.  BMC finds a violation whatever the
+    candidates are, and no candidate makes a violated property inductive, so the first attempt mines none;
+    the full search (``mine``, or when that finds no violation) is what a property that is not violated needs
+    to be judged at all."""
+    from dataclasses import replace
+    target = replace(spec, properties=[spec.expect_property])
+    if not mine:
+        overall, results = prove_spec(target, budget=budget, progress=progress, templates=[])
+        if any(r.verdict == VIOLATED for r in results if r.kind == "property"):
+            return overall, results
+    return prove_spec(target, budget=budget, progress=progress)
+
+
 def overall_verdict(results) -> str:
     """VIOLATED or NOT INDUCTIVE if a property is, else UNKNOWN if one is, else PROVED."""
     verdicts = {r.verdict for r in results if r.kind == "property"}

@@ -180,8 +180,8 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use
     console.print(table)
     _written(console, written)
     if write_certificate:
-        cp = certificate.write(spec, kept, results, any_workers=any_workers)
-        console.print(f"certificate written: {escape(str(cp))} ({len(certificate.load(spec))} invariants)",
+        cp, n = certificate.write(spec, kept, results, any_workers=any_workers)
+        console.print(f"certificate written: {escape(str(cp))} ({n} invariants)",
                       soft_wrap=True)
     n_props = [r for r in results if r.kind == "property"]
     console.print(f"{sum(r.verdict == PROVED for r in n_props)}/{len(n_props)} properties PROVED; "

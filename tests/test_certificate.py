@@ -92,8 +92,8 @@ def test_check_writes_certificates_only_for_what_a_proof_kept(tmp_path):
     local = replace(spec, path=tmp_path / "41.toml")
     kept = [("gval", "used", (0, 1)), ("pcnever", "w0", "op0.alloc.lock")]
     res = [ProofResult("no_overlap", "property", PROVED, 0.0)]
-    p = certificate.write(local, kept + kept[:1], res, any_workers=True)
-    assert p == tmp_path / "certificates" / "41.json"
+    p, n = certificate.write(local, kept + kept[:1], res, any_workers=True)
+    assert p == tmp_path / "certificates" / "41.json" and n == 2
     data = json.loads(p.read_text())
     assert data["proved"] == ["no_overlap"] and data["scope"] == "any number of workers"
     assert certificate.load(local) == kept
