@@ -47,6 +47,7 @@ from ..model import builder as B
 from ..model import expr as E
 from ..model.compile import compile_model
 from ..model.program import Branch, Model, Program, Step, VarDecl
+from .observe import Fingerprints, Observer
 
 OP_KINDS = ("alloc", "free", "init", "fini")     # allocator calls: their updates are the allocator's own
 STAT_VARS = ("used", "vis")                       # the manager's statistics counters
@@ -727,53 +728,6 @@ def check_config(spec, properties=None) -> CheckConfig:
     return CheckConfig(properties, spec.symmetry, spec.max_states, spec.max_depth, spec.liveness)
 
 
-MOD64 = (1 << 64) - 1
-
-
-class Fingerprints:
-    """Order-independent fingerprints of sets of states, one per hidden set ({thread: pcs}): the number of
-    distinct keys, and their 64-bit hashes summed mod 2^64, over the states in which no thread is at one of the
-    set's hidden pcs.  With ``reached``, also the pcs each thread reached."""
-
-    def __init__(self, layout, hidden_sets, reached=False):
-        self.n = len(hidden_sets)
-        slots = [layout.pc_slot(t) for t in range(len(layout.labels))]
-        excl = [[0] * len(layout.labels[t]) for t in range(len(slots))]
-        for k, hidden in enumerate(hidden_sets):
-            for t, pcs in hidden.items():
-                for pc in pcs:
-                    excl[t][pc] |= 1 << k
-        # only the threads that hide something (or all of them, to record what they reach) are looked at
-        self.watch = [(slot, excl[t]) for t, slot in enumerate(slots) if reached or any(excl[t])]
-        self.reached = [set() for _ in slots] if reached else None
-        self.seen: set = set()
-        self.sums: dict = {}          # bit mask of the hidden sets a state is hidden from -> (count, sum)
-
-    def add(self, s, key: bytes):
-        m = 0
-        for t, (slot, excl) in enumerate(self.watch):
-            pc = s[slot]
-            m |= excl[pc]
-            if self.reached is not None:
-                self.reached[t].add(pc)
-        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
-        if h in self.seen:            # another state with the same observable part
-            return
-        self.seen.add(h)
-        c = self.sums.get(m)
-        self.sums[m] = (c[0] + 1, (c[1] + h) & MOD64) if c else (1, h)
-
-    def result(self) -> list:
-        out = []
-        for k in range(self.n):
-            n = h = 0
-            for m, (c, s) in self.sums.items():
-                if not m >> k & 1:
-                    n, h = n + c, (h + s) & MOD64
-            out.append((n, h))
-        return out
-
-
 def interior(prog: Program, mutant: Mutant) -> set:
     """The labels of ``prog`` inside a call the mutant changes: every step of the call but its first (where a
     thread has not started it), as the model counts a call in progress; and the mutant's hidden labels."""
@@ -796,13 +750,15 @@ def running(model: Model, program: Program) -> tuple:
     return tuple(i for i, t in enumerate(model.threads) if t.program == program)
 
 
-def compiled(model: Model, cfg: CheckConfig, properties, on_state=None):
-    """``model`` compiled for the check; ``on_state(state)`` runs once per distinct state reached (the explorer
-    checks each new state exactly once)."""
+def compiled(model: Model, cfg: CheckConfig, properties):
+    """``model`` compiled for the check."""
     props = [p for p in properties if p in model.properties] + [p for p in model.bounds if p not in properties]
-    comp = compile_model(model, props, cfg.symmetry and not cfg.liveness)
-    if on_state is None:
-        return comp
+    return compile_model(model, props, cfg.symmetry and not cfg.liveness)
+
+
+def observing(comp, on_state):
+    """``comp`` whose check runs ``on_state(state)`` once per distinct state reached that passes it (the
+    explorer checks each new state exactly once); only the Python explorer calls it."""
     inner = comp.check
 
     def check(s):
@@ -814,33 +770,61 @@ def compiled(model: Model, cfg: CheckConfig, properties, on_state=None):
 
 
 def search(comp, cfg: CheckConfig, budget: int | None = None):
-    """BFS, stopping at the first violation (and after ``budget`` states, if that is below the spec's bound)."""
+    """BFS on the Python back end, stopping at the first violation (and after ``budget`` states, if that is
+    below the spec's bound)."""
     from .explorer import explore
-    bound = min(x for x in (cfg.max_states, budget, float("inf")) if x is not None)
-    return explore(comp, strategy="bfs", symmetry=comp.symmetry, max_states=None if bound == float("inf") else bound,
-                   max_depth=cfg.max_depth, liveness=cfg.liveness)
+    return explore(comp, strategy="bfs", symmetry=comp.symmetry, max_states=_bound(cfg, budget),
+                   max_depth=cfg.max_depth, liveness=cfg.liveness, backend="python")
 
 
-def projection(mutant_model: Model, original: Model):
-    """None when both have one layout; else a map of a mutant state onto the original's layout (added locals
-    dropped, pcs by label), None for a state with a thread at an added step."""
-    ml, ol = mutant_model.layout, original.layout
-    names = ml.var_names()
-    if names == ol.var_names() and ml.labels == ol.labels:
-        return None
-    pcs = {ml.pc_slot(t): [ol.labels[t].index(l) if l in ol.labels[t] else None for l in ml.labels[t]]
-           for t in range(len(ml.labels))}
-    order = [(names.index(n), pcs.get(names.index(n))) for n in ol.var_names()]
+def _bound(cfg: CheckConfig, budget) -> int | None:
+    return min((x for x in (cfg.max_states, budget) if x is not None), default=None)
 
-    def project(s):
-        out = []
-        for j, table in order:
-            v = s[j] if table is None else table[s[j]]
-            if v is None:
-                return None
-            out.append(v)
-        return tuple(out)
-    return project
+
+def _range_guess(model: Model, original: Model) -> dict:
+    """The packed ranges a mutant's native search starts from: the original's value-set analysis (once per
+    process), and for a slot the original lacks (an added local) the guess the analysis takes where it gives
+    up; a store outside them stops the search, which widens the range and runs again."""
+    from . import native
+    from ..model.compile_c import _decl_range
+    key = id(original)
+    if _RANGES.get("key") != key:
+        _RANGES.update(key=key, ranges=dict(zip(original.layout.var_names(), native.analysis_ranges(original))))
+    known = _RANGES["ranges"]
+    out = {}
+    for d in model.layout.decls:
+        dlo, dhi = _decl_range(d.bits)
+        out[d.name] = known.get(d.name) or (max(dlo, min(d.init, -16)), min(dhi, max(d.init, 15)))
+    return out
+
+
+_RANGES: dict = {}
+PROBE = 5_000       # states a search runs on Python, where most mutants are caught, before it goes native
+
+
+def observed_search(comp, original: Model, cfg: CheckConfig, fp: Fingerprints, blank, budget: int | None = None):
+    """``search`` of ``comp`` (``compiled``) that, when it ends OK, has shown ``fp`` every state it reached,
+    observed as ``original``'s states (``observe.Observer``).  The first PROBE states run on Python without observing:
+    most mutants are caught there, before a C build would pay.  A search that goes past them runs in C with
+    the observer compiled in (``QUICK_CFLAGS``), where the Python search's fingerprints cost some 20
+    microseconds a state; without a C compiler, or for what the C observer cannot pack, on Python."""
+    from . import native
+    obs = Observer(comp.model, original, comp.symmetry, blank)
+    bound = _bound(cfg, budget)
+    if native.not_native({"liveness": cfg.liveness}) is None and (bound is None or bound > PROBE):
+        probe = search(comp, cfg, PROBE)
+        if probe.verdict != "INCOMPLETE" or probe.stats["states"] < PROBE:
+            if probe.verdict != "OK":
+                return probe
+        else:
+            try:
+                code = obs.c_source([slot for slot, _ in fp.watch])
+                return native.explore_native(comp, symmetry=comp.symmetry, max_states=bound,
+                                             max_depth=cfg.max_depth, observer=code, on_done=fp.add_native,
+                                             quick_build=True, range_guess=_range_guess(comp.model, original))
+            except (native.Unsupported, ValueError):
+                pass
+    return search(observing(comp, lambda s: fp.add(s, obs.vector(s))), cfg, budget)
 
 
 def unobserved(model: Model) -> set:
@@ -871,30 +855,6 @@ def unobserved(model: Model) -> set:
         out |= {f"{th.name}.{n}" for n in Ctx(model, th.program).ghost_locals}
     out |= {v.name for v in model.shared if v.doc.lower().startswith("ghost")}
     return out | {d.name for d in model.layout.decls if d.kind != "pc" and d.name not in read}
-
-
-class Observer:
-    """What equivalence compares of a state: mapped onto the original's layout, the unobserved variables reset
-    to their initial values, canonical under the original's symmetry.  ``key(s)`` is None for a state the
-    original's layout has no place for (a thread at an added step)."""
-
-    def __init__(self, model: Model, original: Model, canon):
-        self.project = projection(model, original)
-        names = set(unobserved(original))
-        self.blank = [(i, d.init) for i, d in enumerate(original.layout.decls) if d.name in names]
-        self.canon = canon
-
-    def key(self, s):
-        if self.project is not None:
-            s = self.project(s)
-            if s is None:
-                return None
-        if self.blank:
-            s = list(s)
-            for i, v in self.blank:
-                s[i] = v
-            s = tuple(s)
-        return self.canon(s)
 
 
 # ---------------------------------------------------------------------------------------------- the runner
@@ -966,15 +926,9 @@ def prepared(subject, cfg: CheckConfig, select=None) -> dict:
             f = getattr(subject, "checked_properties", None)
             props = f(model) if f else list(model.properties)
         _CACHE[key] = {"model": model, "mutants": {m.id: m for m in mutants}, "order": [m.id for m in mutants],
-                       "skipped": skipped, "props": list(props), "canon": None}
+                       "skipped": skipped, "props": list(props),
+                       "blank": unobserved(model)}
     return _CACHE[key]
-
-
-def _canon(p: dict, cfg: CheckConfig):
-    """The original's canonical key (made once per process)."""
-    if p["canon"] is None:
-        p["canon"] = compile_model(p["model"], [], cfg.symmetry and not cfg.liveness).canon
-    return p["canon"]
 
 
 def _original_job(subject, cfg, select):
@@ -994,9 +948,8 @@ def _original_job(subject, cfg, select):
                 sets.append(hs)
             where.setdefault(mid, []).append(index[k])
     fp = Fingerprints(model.layout, sets, reached=True)
-    seen = Observer(model, model, _canon(p, cfg))
     t0 = time.perf_counter()
-    r = search(compiled(model, cfg, p["props"], lambda s: fp.add(s, seen.key(s))), cfg)
+    r = observed_search(compiled(model, cfg, p["props"]), model, cfg, fp, p["blank"])
     res = fp.result()
     return {"verdict": r.label, "ok": r.verdict == "OK", "states": r.stats["states"],
             "seconds": round(time.perf_counter() - t0, 2), "reached": [sorted(x) for x in fp.reached],
@@ -1015,18 +968,12 @@ def _mutant_job(subject, cfg, select, mid, with_proof=False, budget=None):
         return out, None
     threads = running(mm, m.program)
     fp = Fingerprints(mm.layout, [_pcs(mm, threads, m.hidden), _pcs(mm, threads, interior(m.program, m))])
-    seen = Observer(mm, p["model"], _canon(p, cfg))
-
-    def on_state(s):
-        k = seen.key(s)
-        if k is not None:           # else a thread is at an added step: hidden
-            fp.add(s, k)
     try:
-        comp = compiled(mm, cfg, p["props"], on_state)
+        comp = compiled(mm, cfg, p["props"])
     except Exception as e:  # noqa: BLE001 - a mutant that does not compile cannot be built
         out.detail = f"does not compile: {type(e).__name__}: {e}"
         return out, None
-    r = search(comp, cfg, budget)
+    r = observed_search(comp, p["model"], cfg, fp, p["blank"], budget)
     out.seconds, out.states = round(time.perf_counter() - t0, 2), r.stats["states"]
     if r.verdict in ("VIOLATION", "DEADLOCK", "LIVENESS"):
         out.verdict, out.property, out.trace = CAUGHT, r.property, len(r.path) - 1

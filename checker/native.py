@@ -35,6 +35,9 @@ from .explorer import (DEADLOCK, INCOMPLETE, OK, VIOLATION, Move, Result, blocke
                        peak_rss_mb, rss_mb)
 
 CFLAGS = ["-O2", "-shared", "-fPIC", "-std=gnu11", "-w", "-pthread"]
+# a search of a few hundred thousand states is over before -O2's extra second of gcc would pay (mutate: one build
+# for each mutant): gcc -O0 builds in a third of the time, and the search runs two to three times slower
+QUICK_CFLAGS = ["-O0", "-pipe", *CFLAGS[1:]]
 ST_OK, ST_VIOLATION, ST_FINAL, ST_DEADLOCK, ST_BOUND, ST_MEMORY, ST_OVERFLOW, ST_NOMEM, ST_INTERRUPTED = range(9)
 MAX_WIDENINGS = 64
 BACKENDS = ("auto", "native", "python")
@@ -73,19 +76,21 @@ class NotBuilt(Unsupported):
     """explore_native(only_if_built=True) found no shared object built for this run."""
 
 
-def shared_object(source: str) -> Path:
+def shared_object(source: str, flags=None) -> Path:
     """Where the shared object of ``source`` is cached: named by the hash of the source, compiler and flags."""
     cc = compiler()
     if cc is None:
         raise Unsupported("no C compiler (gcc) found")
-    digest = hashlib.sha256((" ".join([cc, *CFLAGS]) + "\n" + source).encode()).hexdigest()[:32]
+    digest = hashlib.sha256((" ".join([cc, *(flags or CFLAGS)]) + "\n" + source).encode()).hexdigest()[:32]
     return cache_dir() / f"m_{digest}.so"
 
 
-def build(source: str) -> Path:
-    """The shared object of ``source``: built once, then found in the cache."""
+def build(source: str, flags=None) -> Path:
+    """The shared object of ``source`` built with ``flags`` (default ``CFLAGS``): built once, then found in
+    the cache."""
     cc = compiler()
-    so = shared_object(source)
+    flags = flags or CFLAGS
+    so = shared_object(source, flags)
     d = so.parent
     if so.exists():
         try:
@@ -103,7 +108,7 @@ def build(source: str) -> Path:
         c_file.write_text(source)
         out = Path(tmp) / "model.so"
         try:
-            p = subprocess.run([cc, *CFLAGS, "-o", str(out), str(c_file)], capture_output=True, text=True,
+            p = subprocess.run([cc, *flags, "-o", str(out), str(c_file)], capture_output=True, text=True,
                                timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise Unsupported(f"C compiler failed: {e}") from None
@@ -135,10 +140,11 @@ def load(so: Path):
         lib.pdd_run.restype = ctypes.c_void_p
         lib.pdd_run.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
                                 ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Res)]
-        lib.pdd_run_par.restype = ctypes.c_void_p
-        lib.pdd_run_par.argtypes = lib.pdd_run.argtypes + [ctypes.c_int]
-        lib.pdd_set_par_min.restype = None
-        lib.pdd_set_par_min.argtypes = [ctypes.c_int64]
+        if hasattr(lib, "pdd_run_par"):             # not built with an observer
+            lib.pdd_run_par.restype = ctypes.c_void_p
+            lib.pdd_run_par.argtypes = lib.pdd_run.argtypes + [ctypes.c_int]
+            lib.pdd_set_par_min.restype = None
+            lib.pdd_set_par_min.argtypes = [ctypes.c_int64]
         lib.pdd_path.restype = ctypes.c_int64
         lib.pdd_path.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64]
         lib.pdd_free.restype = None
@@ -150,6 +156,12 @@ def load(so: Path):
         lib.pdd_key_words.restype = ctypes.c_int
         lib.pdd_observed.restype = None
         lib.pdd_observed.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]
+        if hasattr(lib, "pdd_obs_result"):          # built with an observer (checker/observe.py)
+            lib.pdd_obs_combos.restype = ctypes.c_int64
+            lib.pdd_obs_result.restype = ctypes.c_int64
+            lib.pdd_obs_result.argtypes = [ctypes.POINTER(ctypes.c_uint64)] * 3 + [ctypes.c_int64]
+            lib.pdd_obs_vec.restype = None
+            lib.pdd_obs_vec.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 3
         _LOADED[so] = lib
     return lib
 
@@ -187,19 +199,30 @@ def _write_learned(model: Model, learned: dict) -> None:
         pass          # the cache only saves reruns and bits
 
 
-def initial_ranges(model: Model) -> list:
-    """Each slot's packed range: what an exhaustive run of this model stored there (checked stores widen it if
-    another run stores more), else the value-set analysis widened by what earlier runs overflowed."""
-    learned = _read_learned(model)
+def analysis_ranges(model: Model, learned: dict | None = None) -> list:
+    """The value-set analysis of ``model`` (``compile_c.value_ranges``): [(lo, hi)] per slot, computed once per
+    model and kept in the cache."""
+    learned = _read_learned(model) if learned is None else learned
     names = model.layout.var_names()
     cached = learned.get("analysis")
     if isinstance(cached, list) and len(cached) == len(names) and all(
             isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in cached):
-        ranges = [tuple(r) for r in cached]       # the analysis is a function of the model: once per model
-    else:
-        ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
-        learned["analysis"] = [list(r) for r in ranges]
-        _write_learned(model, learned)
+        return [tuple(r) for r in cached]
+    ranges = [(lo, hi) for lo, hi, _ in value_ranges(model)]
+    learned["analysis"] = [list(r) for r in ranges]
+    _write_learned(model, learned)
+    return ranges
+
+
+def initial_ranges(model: Model, guess: dict | None = None) -> list:
+    """Each slot's packed range: what an exhaustive run of this model stored there (checked stores widen it if
+    another run stores more), else the value-set analysis widened by what earlier runs overflowed.  ``guess``
+    ({slot name: (lo, hi)}, every slot named) stands in for the analysis: every store is checked against its
+    range all the same, so a wrong guess costs a rebuild, never a state (mutate guesses a mutant's ranges
+    from the original's analysis, which would take longer than the mutant's whole search)."""
+    learned = _read_learned(model)
+    names = model.layout.var_names()
+    ranges = [tuple(guess[n]) for n in names] if guess is not None else analysis_ranges(model, learned)
     seen, wide = learned.get("seen") or {}, learned.get("wide") or {}
     lay = model.layout
     for k, name in enumerate(names):
@@ -340,15 +363,22 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
                    max_states: int | None = None, max_depth: int | None = None, deadlock: bool = True,
                    liveness: bool = False, progress: bool = False, keep_graph: bool = False,
                    hash_compact: bool = False, memory_limit_mb: int | None = None,
-                   memory_budget: int | None = None, only_if_built: bool = False, workers: int = 1) -> Result:
+                   memory_budget: int | None = None, only_if_built: bool = False, workers: int = 1,
+                   observer: str | None = None, on_done=None, quick_build: bool = False,
+                   range_guess: dict | None = None) -> Result:
     """``explore`` in C.  ``memory_budget`` (bytes; default ``memory_limit_mb``, else three quarters of the
     memory available) bounds the visited set, the parent and move arrays and the frontier: a search that would
     pass it ends INCOMPLETE with what it explored.  Raises ``Unsupported`` for what only Python can run, and
     ``NotBuilt`` when ``only_if_built`` and the C code of this run is not in the cache yet.
     ``workers`` > 1: the level-synchronous search on that many threads (``pdd_run_par``): the same verdict,
     states, transitions and counterexample as one thread; only where a memory budget cuts a run short may
-    the cut-off differ."""
+    the cut-off differ.  ``observer``: C code of an observer (``checker/observe.py``) shown every state the
+    search reaches; ``on_done(lib)`` is called with the loaded library once the search is over, to read what it
+    collected.  ``quick_build``: gcc -O0 (``QUICK_CFLAGS``), for short searches of models built once.
+    ``range_guess``: see ``initial_ranges``."""
     workers = 1 if workers is None else int(workers)
+    if observer is not None and workers != 1:
+        raise Unsupported("an observer runs in the sequential search only")
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {workers}")
     if liveness or keep_graph or strategy != "bfs":
@@ -365,16 +395,17 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         limit_mb = memory_limit_mb if memory_limit_mb is not None else default_memory_limit_mb()
         memory_budget = max(1, int((limit_mb - rss_mb()) * 2 ** 20))
     init = m.initial_state()
-    ranges = initial_ranges(m)
+    ranges = initial_ranges(m, range_guess)
     widenings = 0
     build_s = 0.0
     mode = 0 if not progress else (1 if sys.stderr.isatty() else 2)
     while True:
         tb = time.perf_counter()
-        cm = generate(comp, ranges)
-        if only_if_built and not shared_object(cm.source).exists():
+        cm = generate(comp, ranges, observer)
+        flags = QUICK_CFLAGS if quick_build else CFLAGS
+        if only_if_built and not shared_object(cm.source, flags).exists():
             raise NotBuilt("not built yet")
-        lib = load(build(cm.source))
+        lib = load(build(cm.source, flags))
         build_s += time.perf_counter() - tb
         res = _Res()
         arr = (ctypes.c_int64 * len(init))(*init)
@@ -395,6 +426,8 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         print(file=sys.stderr)
     if res.status == ST_OK and max_depth is None and max_states is None:
         _learn_seen(m, lib, ctx, init)
+    if on_done is not None:
+        on_done(lib)
     try:
         return _result(comp, cm, lib, ctx, res, init, t0, build_s, widenings, hash_compact, memory_budget, limit_mb)
     finally:

@@ -404,9 +404,11 @@ def _get(w, off, width) -> str:
     return f"((({w}[{i}] >> {r}) | ({w}[{i + 1}] << {64 - r})) & {mask})"
 
 
-def generate(comp: Compiled, ranges: list) -> CModel:
+def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CModel:
     """C source of ``comp`` (a Python-compiled model: its properties, watched set and symmetry decide what
-    the C code checks), with slot ``k`` packed over ``ranges[k] = (lo, hi)``."""
+    the C code checks), with slot ``k`` packed over ``ranges[k] = (lo, hi)``.  ``observer``: C code defining
+    ``OBS_LEN``, ``OBS_NW``, ``obs_vec`` and ``obs_combo`` (``checker/observe.py``); the sequential search then
+    shows it every state it reaches and passes its checks, for mutate's fingerprints (``OBSERVER_C``)."""
     model = comp.model
     lay = model.layout
     nv = lay.size
@@ -643,9 +645,91 @@ def generate(comp: Compiled, ranges: list) -> CModel:
         PRELUDE_C,
         *tables,
     ]
-    src = "\n".join(head + lines + [RUNTIME_C, PAR_RUNTIME_C])
+    # an observer runs in the sequential search only, so its builds leave out the parallel one: a quarter of gcc's
+    # time, paid once a mutant
+    tail = [RUNTIME_C, PAR_RUNTIME_C] if observer is None else ["#define OBSERVER 1", observer, OBSERVER_C, RUNTIME_C]
+    src = "\n".join(head + lines + tail)
     return CModel(src, moves, ranges, st.nbytes, key.bits // 8 + 1, key.bits, comp.watched, props)
 
+
+# mutate's fingerprints (checker/observe.py): the observed vector of every state the search reaches, hashed; each
+# distinct hash counted once, summed per combination of the watched threads' pcs, and the pcs each reached
+OBSERVER_C = r"""
+static inline u64 obs_mix(u64 x) {
+    x ^= x >> 33; x *= UINT64_C(0xff51afd7ed558ccd); x ^= x >> 33; x *= UINT64_C(0xc4ceb9fe1a85ec53); x ^= x >> 33;
+    return x;
+}
+static u64 obs_hash(const i64 *v, int n) {      /* checker/observe.py: obs_hash */
+    u64 h = UINT64_C(0x9e3779b97f4a7c15);
+    for (int i = 0; i < n; i++) h = obs_mix(h ^ ((u64)v[i] + UINT64_C(0x632be59bd9b4e019) * (u64)(i + 1)));
+    return h;
+}
+static u64 *obs_tab, obs_cap, obs_n;            /* the distinct hashes (0 kept apart: it marks an empty slot) */
+static int obs_zero;
+static u64 *obs_ck, *obs_cc, *obs_cs; static uint8_t *obs_cu; static u64 obs_ccap, obs_cn;  /* combo -> count, sum */
+static void obs_clear(void) {
+    free(obs_tab); free(obs_ck); free(obs_cc); free(obs_cs); free(obs_cu);
+    obs_tab = obs_ck = obs_cc = obs_cs = NULL; obs_cu = NULL;
+    obs_cap = obs_n = obs_ccap = obs_cn = 0; obs_zero = 0;
+    memset(pdd_obs_reached, 0, sizeof pdd_obs_reached);
+}
+static int obs_grow(void) {
+    u64 ncap = obs_cap ? obs_cap * 2 : 1 << 14;
+    u64 *nt = calloc(ncap, sizeof(u64));
+    if (!nt) return 1;
+    for (u64 i = 0; i < obs_cap; i++) if (obs_tab[i]) {
+        u64 j = obs_tab[i] & (ncap - 1);
+        while (nt[j]) j = (j + 1) & (ncap - 1);
+        nt[j] = obs_tab[i];
+    }
+    free(obs_tab); obs_tab = nt; obs_cap = ncap;
+    return 0;
+}
+static int obs_cgrow(void) {
+    u64 ncap = obs_ccap ? obs_ccap * 2 : 256;
+    u64 *k = calloc(ncap, 8), *cn = calloc(ncap, 8), *sm = calloc(ncap, 8); uint8_t *u = calloc(ncap, 1);
+    if (!k || !cn || !sm || !u) { free(k); free(cn); free(sm); free(u); return 1; }
+    for (u64 i = 0; i < obs_ccap; i++) if (obs_cu[i]) {
+        u64 j = obs_mix(obs_ck[i]) & (ncap - 1);
+        while (u[j]) j = (j + 1) & (ncap - 1);
+        u[j] = 1; k[j] = obs_ck[i]; cn[j] = obs_cc[i]; sm[j] = obs_cs[i];
+    }
+    free(obs_ck); free(obs_cc); free(obs_cs); free(obs_cu);
+    obs_ck = k; obs_cc = cn; obs_cs = sm; obs_cu = u; obs_ccap = ncap;
+    return 0;
+}
+/* 0, or 1 when memory ran out (the search then stops: its fingerprints would be wrong) */
+static int observe(const sv_t *s) {
+    u64 combo = obs_combo(s);
+    i64 v[OBS_LEN > 0 ? OBS_LEN : 1];
+    if (!obs_vec(s, v)) return 0;               /* a thread at a step the original lacks: hidden */
+    u64 h = obs_hash(v, OBS_LEN);
+    if (!h) { if (obs_zero) return 0; obs_zero = 1; }
+    else {
+        if ((obs_n + 1) * 4 > obs_cap * 3 && obs_grow()) return 1;
+        u64 j = h & (obs_cap - 1);
+        while (obs_tab[j]) { if (obs_tab[j] == h) return 0; j = (j + 1) & (obs_cap - 1); }
+        obs_tab[j] = h; obs_n++;
+    }
+    if ((obs_cn + 1) * 2 > obs_ccap && obs_cgrow()) return 1;
+    u64 j = obs_mix(combo) & (obs_ccap - 1);
+    while (obs_cu[j] && obs_ck[j] != combo) j = (j + 1) & (obs_ccap - 1);
+    if (!obs_cu[j]) { obs_cu[j] = 1; obs_ck[j] = combo; obs_cn++; }
+    obs_cc[j]++; obs_cs[j] += h;
+    return 0;
+}
+/* the combinations seen: their pcs (8 bits a watched thread), distinct states and hash sums; returns how many */
+i64 pdd_obs_result(u64 *combo, u64 *count, u64 *sum, i64 max) {
+    i64 n = 0;
+    for (u64 i = 0; i < obs_ccap && n < max; i++) if (obs_cu[i]) { combo[n] = obs_ck[i]; count[n] = obs_cc[i]; sum[n] = obs_cs[i]; n++; }
+    return n;
+}
+i64 pdd_obs_combos(void) { return (i64)obs_cn; }
+void pdd_obs_vec(const i64 *s, i64 *v, i64 *ok) {   /* for tests: the observed vector of one state */
+    sv_t t[NV]; for (int q = 0; q < NV; q++) t[q] = (sv_t)s[q];
+    *ok = obs_vec(t, v);
+}
+"""
 
 PRELUDE_C = r"""
 static inline i64 wrapb(i64 v, int b) { return (i64)((u64)v << (64 - b)) >> (64 - b); }
@@ -827,6 +911,9 @@ static int emit(ctx_t *c, sv_t *n, const u64 *w, u64 h, int move) {
     int tid = -1;
     int p = check_state(n, &tid);
     if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = (i64)c->count - 1; return 1; }
+#ifdef OBSERVER
+    if (observe(n)) { r->status = ST_NOMEM; return 1; }
+#endif
     if (c->exercised != ALLW) c->exercised |= triggers(n);
     if (c->max_states && c->count >= c->max_states) { r->status = ST_BOUND; return 1; }
     { int e = push(c, n); if (e) { r->status = e; return 1; } }
@@ -885,6 +972,10 @@ ctx_t *pdd_run(const i64 *init, i64 max_states, i64 max_depth, int deadlock, int
     int tid = -1;
     int p = check_state(s, &tid);
     if (p) { r->status = ST_VIOLATION; r->prop = p - 1; r->tid = tid; r->index = 0; finish(c, 0); return c; }
+#ifdef OBSERVER
+    obs_clear();
+    if (observe(s)) { r->status = ST_NOMEM; finish(c, 0); return c; }
+#endif
     c->exercised = triggers(s);
     if ((r->status = push(c, s))) { finish(c, 0); return c; }
     u64 head = 0, next_level = 1;

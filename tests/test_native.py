@@ -141,8 +141,8 @@ def test_a_range_guessed_too_narrow_is_widened_and_the_search_rerun(monkeypatch,
     monkeypatch.setenv("PDDGPU_VERIFY_CACHE", str(tmp_path))
     real = native.initial_ranges
 
-    def narrow(m):
-        r = real(m)
+    def narrow(m, guess=None):
+        r = real(m, guess)
         r[0] = (0, 1)              # the counter reaches 3
         return r
     monkeypatch.setattr(native, "initial_ranges", narrow)
