@@ -1064,11 +1064,13 @@ class ResultCache:
     original is a hash of the code that decides a verdict (``model/``, the explorer, this module), the whole
     model (shared variables, every program, every property), the properties checked, the check's
     configuration and every mutant's hidden sets; a mutant's adds its own program, the budget and ``--prove``.
-    Only the entries of the last run are kept."""
+    Only the entries of the last run are kept, per selection of mutants: a spec asked as another's companion
+    (about that spec's survivors) keeps them apart from its own run, which they would otherwise replace."""
 
-    def __init__(self, directory, subject, p: dict, cfg: CheckConfig, budget, with_proof):
+    def __init__(self, directory, subject, p: dict, cfg: CheckConfig, budget, with_proof, select=None):
         from pathlib import Path
-        self.path = Path(directory) / f"{getattr(subject, 'name', 'model')}.json"
+        part = f".{_digest(sorted(select))[:12]}" if select else ""
+        self.path = Path(directory) / f"{getattr(subject, 'name', 'model')}{part}.json"
         model = p["model"]
         base = (_code_version(), _model_repr(model), tuple(p["props"]), repr(cfg))
         hidden = [(mid, p["mutants"][mid].hidden, sorted(interior(p["mutants"][mid].original, p["mutants"][mid])))
@@ -1198,7 +1200,7 @@ def run(subject, cfg: CheckConfig, *, jobs: int | None = None, with_proof: bool 
     todo = list(p["order"])
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) + 1))
     outcomes, waiting, state = {}, [], {"original": None}
-    store = ResultCache(cache, subject, p, cfg, budget, with_proof) if cache else None
+    store = ResultCache(cache, subject, p, cfg, budget, with_proof, select) if cache else None
 
     def decide(mid, fp):
         _decide(outcomes[mid], fp, state["original"], p)

@@ -271,6 +271,21 @@ def test_a_cache_reuses_outcomes_until_the_model_or_the_check_changes(tmp_path, 
         M.run(spec, weaker, jobs=1, select=chosen, cache=tmp_path / "cache")
 
 
+def test_a_run_of_other_mutants_keeps_the_cache_of_the_first(tmp_path, monkeypatch):
+    """A spec asked as a companion about another spec's survivors must not replace the outcomes of its own run
+    (make check mutates spec 40 and asks it again as spec 47's companion)."""
+    spec = load_spec(small(tmp_path))
+    cfg = M.check_config(spec)
+    M.run(spec, cfg, jobs=1, select=["drop_unlock"], cache=tmp_path / "cache")
+    M.run(spec, cfg, jobs=1, select=["skip_free"], cache=tmp_path / "cache")
+
+    def no_search(args):
+        raise AssertionError(f"searched {args[0]} {args[4][:1]}")
+    monkeypatch.setattr(M, "_job", no_search)
+    for chosen in (["drop_unlock"], ["skip_free"]):
+        assert M.run(spec, cfg, jobs=1, select=chosen, cache=tmp_path / "cache").outcomes
+
+
 def test_bench_mutate_writes_its_section_and_the_main_table_keeps_it(tmp_path):
     from rich.console import Console
 
