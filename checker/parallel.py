@@ -49,7 +49,7 @@ def _run_one(index: int, spec: Spec, run_kwargs: dict, with_proof: bool, proof_k
     proof = None
     if with_proof:
         from .proof_check import run_proof
-        proof = run_proof(spec, **(proof_kwargs or {}))
+        proof = run_proof(spec, explorer=o.result, **(proof_kwargs or {}))
     return Done(index, spec, o.result, o.trace_path, proof, time.perf_counter() - t0)
 
 

@@ -66,7 +66,8 @@ def _compare(spec: Spec, result: str, proved: list) -> tuple[bool, str]:
     return True, ""
 
 
-def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool = False) -> ProofOutcome | None:
+def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool = False,
+              explorer=None) -> ProofOutcome | None:
     """The z3 back end's word on ``spec`` and whether it is the expected one
     (None for a ``+fix`` variant: its fix is checked by the explorer only).
 
@@ -74,7 +75,8 @@ def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool 
     it yields is kept when every property is PROVED or VIOLATED (a checked proof, a real trace: facts
     whatever the candidates were); anything less and the proof searches in full, so a stale certificate
     costs time, never a verdict.  ``write_certificate``: search in full and write what the proof kept as
-    the spec's certificate."""
+    the spec's certificate.  ``explorer``: the explorer's Result on the spec; its shortest counterexample of
+    the expected property is the depth z3 is asked about first (``prove_violation``'s ``at_depth``)."""
     if spec.name.endswith("+fix"):
         return None
     if spec.expect_prove == "none" or (spec.expect_prove is None and spec.expect_verdict in ("LIVENESS", "DEADLOCK")):
@@ -92,7 +94,9 @@ def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool 
     given = certificate.load(spec) if certificates and not write_certificate and not violation else None
     how_found = ""
     if violation:
-        overall, results = prove_violation(spec, budget=budget, mine=not certificates)
+        depth = (len(explorer.path) - 1 if explorer is not None and explorer.verdict == "VIOLATION"
+                 and explorer.property == spec.expect_property and explorer.path else None)
+        overall, results = prove_violation(spec, budget=budget, mine=not certificates, at_depth=depth)
     elif given is not None:
         overall, results = prove_spec(spec, budget=budget, templates=given)
         if all(r.verdict in (PROVED, VIOLATED) for r in results if r.kind == "property"):

@@ -530,13 +530,32 @@ def prove_spec(spec, *, k: int | None = None, rlimit: int | None = None, bmc_dep
     return overall_verdict(res), res
 
 
-def prove_violation(spec, *, budget: Budget | None = None, progress=None, mine: bool = False):
+def prove_violation(spec, *, budget: Budget | None = None, progress=None, mine: bool = False,
+                    at_depth: int | None = None):
     """``prove_spec`` on a defect spec's ``expect.property`` alone.  BMC finds a violation whatever the
     candidates are, and no candidate makes a violated property inductive, so the first attempt mines none;
     the full search (``mine``, or when that finds no violation) is what a property that is not violated needs
-    to be judged at all."""
+    to be judged at all.
+
+    ``at_depth``: the length of the explorer's shortest counterexample.  z3 is then first asked for a
+    violation at that depth alone, which it finds on its own encoding (the interpreter replays its path) in
+    a third of the time that asking every shorter depth first takes; that no shorter path exists is then the
+    explorer's word (its search is breadth-first), not z3's.  Without a violation there, as above."""
     from dataclasses import replace
     target = replace(spec, properties=[spec.expect_property])
+    if at_depth is not None and at_depth >= 0 and not mine:
+        from .bmc import VIOLATION, bmc
+        budget = budget if budget is not None else Budget((spec.prove or {}).get("rlimit", DEFAULT_RLIMIT))
+        if progress is not None:
+            budget.progress = progress
+        t0 = time.perf_counter()
+        b = bmc(spec.build(), at_depth, properties=[spec.expect_property], deadlock=False, budget=budget,
+                start=at_depth)
+        if b.verdict == VIOLATION and b.property == spec.expect_property:
+            return VIOLATED, [ProofResult(
+                b.property, "property", VIOLATED, round(time.perf_counter() - t0, 3), trace=b.path,
+                thread=b.thread, detail=f"violated at depth {b.depth} (a path of {b.depth} steps, bounded model "
+                                        "checking at the explorer's depth; no shorter depth asked)")]
     if not mine:
         overall, results = prove_spec(target, budget=budget, progress=progress, templates=[])
         if any(r.verdict == VIOLATED for r in results if r.kind == "property"):

@@ -80,6 +80,26 @@ def test_a_certificate_that_no_longer_carries_the_proof_makes_check_search(monke
     assert calls == [True, False]        # NOT INDUCTIVE from the fake with templates=[]: then the search
 
 
+def test_a_defect_is_asked_of_z3_at_the_explorers_depth_and_a_depth_without_one_falls_back():
+    """Spec 05's shortest violation is 3 steps: z3 finds it at depth 3 alone, with a path the interpreter
+    replays; asked at depth 2, where there is none, the proof searches from depth 0 and still finds 3."""
+    from pddgpu_verify.checker.explorer import explore
+    from pddgpu_verify.checker.prove import VIOLATED, prove_violation
+    from pddgpu_verify.model import interpret
+    spec = load_spec(ROOT / "specs" / "05_vram_recover_metadata_leak.toml")
+    r = explore(spec.build(), properties=spec.checked_properties(spec.build()), symmetry=spec.symmetry)
+    assert (r.verdict, r.property, len(r.path) - 1) == ("VIOLATION", "no_buddy_metadata_leak", 3)
+    out = proof_check.run_proof(spec, explorer=r)
+    assert (out.result, out.matches) == (VIOLATED, True) and "3-step trace" in out.summary
+    overall, res = prove_violation(spec, at_depth=3)
+    (p,) = [x for x in res if x.kind == "property"]
+    assert (overall, p.verdict, len(p.trace) - 1) == (VIOLATED, VIOLATED, 3) and "explorer's depth" in p.detail
+    assert interpret.check(spec.build(), p.trace[-1][1], ["no_buddy_metadata_leak"])
+    overall, res = prove_violation(spec, at_depth=2)
+    (p,) = [x for x in res if x.kind == "property" and x.name == "no_buddy_metadata_leak"]
+    assert (p.verdict, len(p.trace) - 1) == (VIOLATED, 3) and "explorer's depth" not in p.detail
+
+
 def test_check_writes_certificates_only_for_what_a_proof_kept(tmp_path):
     """--write-certificates on a defect spec writes nothing (a violation needs no invariant); a fixed spec
     gets its file, whose templates load back as tuples."""
