@@ -59,6 +59,9 @@ MAX_WORKERS = 64
 PAR_MIN = 512                 # states in a level below which the parallel search works it on one thread
 
 
+_SCHEMA_SOURCES: dict = {}
+
+
 def cache_dir() -> Path:
     base = os.environ.get("PDDGPU_VERIFY_CACHE")
     root = Path(base) if base else Path.home() / ".cache" / "pddgpu-verify"
@@ -365,7 +368,7 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
                    hash_compact: bool = False, memory_limit_mb: int | None = None,
                    memory_budget: int | None = None, only_if_built: bool = False, workers: int = 1,
                    observer: str | None = None, on_done=None, quick_build: bool = False,
-                   range_guess: dict | None = None) -> Result:
+                   range_guess: dict | None = None, schema=None) -> Result:
     """``explore`` in C.  ``memory_budget`` (bytes; default ``memory_limit_mb``, else three quarters of the
     memory available) bounds the visited set, the parent and move arrays and the frontier: a search that would
     pass it ends INCOMPLETE with what it explored.  Raises ``Unsupported`` for what only Python can run, and
@@ -375,7 +378,11 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
     the cut-off differ.  ``observer``: C code of an observer (``checker/observe.py``) shown every state the
     search reaches; ``on_done(lib)`` is called with the loaded library once the search is over, to read what it
     collected.  ``quick_build``: gcc -O0 (``QUICK_CFLAGS``), for short searches of models built once.
-    ``range_guess``: see ``initial_ranges``."""
+    ``range_guess``: see ``initial_ranges``; a range widened during the run is written back into it, so the
+    next run that starts from it does not overflow there again.  ``schema``: (base, variants, i), ``model``
+    being the Compiled of ``variants[i - 1]``: the search runs on the build of ``base`` (a Compiled) with
+    every variant in it (``generate``'s ``variants``), selecting the i-th, so that one build serves them
+    all."""
     workers = 1 if workers is None else int(workers)
     if observer is not None and workers != 1:
         raise Unsupported("an observer runs in the sequential search only")
@@ -401,11 +408,23 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
     mode = 0 if not progress else (1 if sys.stderr.isatty() else 2)
     while True:
         tb = time.perf_counter()
-        cm = generate(comp, ranges, observer)
+        if schema is not None:
+            # one source for every variant: generated once per ranges and observer, not once a mutant
+            key = (id(schema[0]), id(schema[1]), tuple(ranges), observer)
+            hit = _SCHEMA_SOURCES.get(key)
+            if hit is None or hit[0] is not schema[0] or hit[1] is not schema[1]:
+                if len(_SCHEMA_SOURCES) > 8:
+                    _SCHEMA_SOURCES.clear()
+                hit = _SCHEMA_SOURCES[key] = (schema[0], schema[1], generate(schema[0], ranges, observer, schema[1]))
+            cm = hit[2]
+        else:
+            cm = generate(comp, ranges, observer)
         flags = QUICK_CFLAGS if quick_build else CFLAGS
         if only_if_built and not shared_object(cm.source, flags).exists():
             raise NotBuilt("not built yet")
         lib = load(build(cm.source, flags))
+        if schema is not None:
+            ctypes.c_int.in_dll(lib, "pdd_mut").value = schema[2]
         build_s += time.perf_counter() - tb
         res = _Res()
         arr = (ctypes.c_int64 * len(init))(*init)
@@ -422,6 +441,8 @@ def explore_native(model: Model | Compiled, *, properties=None, strategy: str = 
         if widenings > MAX_WIDENINGS:
             raise Unsupported(f"the range of {m.layout.decls[res.overflow_slot].name} kept growing")
         ranges = _widen(m, ranges, res.overflow_slot, res.overflow_value)
+        if range_guess is not None:
+            range_guess[m.layout.decls[res.overflow_slot].name] = ranges[res.overflow_slot]
     if progress and mode == 1 and res.seconds >= 1.0:
         print(file=sys.stderr)
     if res.status == ST_OK and max_depth is None and max_states is None:

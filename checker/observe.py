@@ -204,7 +204,7 @@ class Fingerprints:
     distinct observed vectors, and their 64-bit hashes summed mod 2^64, over the states in which no thread is
     at one of the set's hidden pcs.  With ``reached``, also the pcs each thread reached."""
 
-    def __init__(self, layout, hidden_sets, reached=False):
+    def __init__(self, layout, hidden_sets, reached=False, watch_all=False):
         self.n = len(hidden_sets)
         slots = [layout.pc_slot(t) for t in range(len(layout.labels))]
         excl = [[0] * len(layout.labels[t]) for t in range(len(slots))]
@@ -213,7 +213,8 @@ class Fingerprints:
                 for pc in pcs:
                     excl[t][pc] |= 1 << k
         # only the threads that hide something (or all of them, to record what they reach) are looked at
-        self.watch = [(slot, excl[t]) for t, slot in enumerate(slots) if reached or any(excl[t])]
+        # (``watch_all``: every thread, so that mutants of different programs share one compiled observer)
+        self.watch = [(slot, excl[t]) for t, slot in enumerate(slots) if reached or watch_all or any(excl[t])]
         self.reached = [set() for _ in slots] if reached else None
         self.seen: set = set()
         self.sums: dict = {}          # bit mask of the hidden sets a state is hidden from -> (count, sum)
@@ -248,9 +249,14 @@ class Fingerprints:
         n = lib.pdd_obs_combos()
         combo, count, total = ((ctypes.c_uint64 * max(1, n))() for _ in range(3))
         got = lib.pdd_obs_result(combo, count, total, n)
+        # only the threads that hide something decide a combination's mask (``watch_all`` watches the rest too)
+        live = [(8 * w, excl) for w, (_, excl) in enumerate(self.watch) if any(excl)]
         for i in range(got):
             c = combo[i]
-            self._count(self._mask([(c >> (8 * w)) & 0xFF for w in range(len(self.watch))]), count[i], total[i])
+            m = 0
+            for sh, excl in live:
+                m |= excl[(c >> sh) & 0xFF]
+            self._count(m, count[i], total[i])
         if self.reached is not None:
             table = (ctypes.c_uint8 * 256 * max(1, len(self.watch))).in_dll(lib, "pdd_obs_reached")
             for t in range(len(self.watch)):

@@ -90,7 +90,11 @@ def run_specs(specs: list[Spec], *, jobs: int, with_proofs: bool, run_kwargs: di
             record(_run_one(i, s, run_kwargs, with_proofs, proof_kwargs))
         _save_times(times)
         return results
-    order = sorted(range(len(specs)), key=lambda i: -times.get(key(specs[i]), 1e9))   # unknown first: may be slow
+    # the slowest first, so that no long run starts last while the other cores idle; a spec never timed (a fresh
+    # clone) comes before every timed one, a proof expected to hold first among them: those are the slowest
+    def unknown(s):
+        return 2e9 if with_proofs and s.expect_prove == "PROVED" else 1e9
+    order = sorted(range(len(specs)), key=lambda i: -times.get(key(specs[i]), unknown(specs[i])))
     # spawn, not fork: z3 and the native explorer hold threads and handles a forked child must not inherit
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:

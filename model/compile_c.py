@@ -404,11 +404,14 @@ def _get(w, off, width) -> str:
     return f"((({w}[{i}] >> {r}) | ({w}[{i + 1}] << {64 - r})) & {mask})"
 
 
-def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CModel:
+def generate(comp: Compiled, ranges: list, observer: str | None = None, variants=()) -> CModel:
     """C source of ``comp`` (a Python-compiled model: its properties, watched set and symmetry decide what
     the C code checks), with slot ``k`` packed over ``ranges[k] = (lo, hi)``.  ``observer``: C code defining
     ``OBS_LEN``, ``OBS_NW``, ``obs_vec`` and ``obs_combo`` (``checker/observe.py``); the sequential search then
-    shows it every state it reaches and passes its checks, for mutate's fingerprints (``OBSERVER_C``)."""
+    shows it every state it reaches and passes its checks, for mutate's fingerprints (``OBSERVER_C``).
+    ``variants``: models that differ from ``comp.model`` only in what some steps' branches do (same layout,
+    labels, asserts and properties: ``same_frame``); the global ``pdd_mut`` (0: the model itself, i: the
+    i-th variant) selects whose branches a search takes, so one build serves every mutant of a spec."""
     model = comp.model
     lay = model.layout
     nv = lay.size
@@ -440,14 +443,30 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
             raise Unsupported(f"range of {lay.decls[k].name}")
 
     # ---- moves
+    variants = list(variants)
+
+    def alternatives(tid, pc):
+        """[(variant indices, branches)] of the variants whose step (tid, pc) differs from the model's."""
+        mine = _semantic(model.threads[tid].program.steps[pc].branches)
+        out: dict = {}
+        for i, v in enumerate(variants, 1):
+            brs = v.threads[tid].program.steps[pc].branches
+            key = _semantic(brs)
+            if key != mine:
+                out.setdefault(key, ([], brs))[0].append(i)
+        return list(out.values())
+
     moves = []
     move_id = {}
+    n_branches = {}
     for tid, th in enumerate(model.threads):
         for pc, st in enumerate(th.program.steps):
-            for bi, _ in enumerate(st.branches):
+            n_branches[(tid, pc)] = max([len(st.branches)] + [len(b) for _, b in alternatives(tid, pc)])
+            for bi in range(n_branches[(tid, pc)]):
                 move_id[(tid, pc, bi)] = len(moves)
                 moves.append((tid, pc, bi))
-    max_succ = max(1, sum(max((len(st.branches) for st in th.program.steps), default=0) for th in model.threads))
+    max_succ = max(1, sum(max((n_branches[(tid, pc)] for pc in range(len(th.program.steps))), default=0)
+                          for tid, th in enumerate(model.threads)))
     move_t = "uint8_t" if len(moves) <= 256 else "uint16_t" if len(moves) <= 65536 else "uint32_t"
 
     # ---- successors
@@ -458,12 +477,12 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
         pc_of = {l: i for i, l in enumerate(labels)}
         ps = lay.pc_slot(tid)
         emit(f"    switch (s[{ps}]) {{")
-        for pc, st in enumerate(th.program.steps):
-            emit(f"    case {pc}:")
-            for bi, br in enumerate(st.branches):
+
+        def branches(pc, brs, ind):
+            for bi, br in enumerate(brs):
                 g = X.c(br.guard, tid)
-                emit(f"        if ({g}) {{")
-                emit("            n = c->bn[k]; memcpy(n, s, NV * sizeof(sv_t));")
+                emit(f"{ind}if ({g}) {{")
+                emit(f"{ind}    n = c->bn[k]; memcpy(n, s, NV * sizeof(sv_t));")
                 # right-hand sides read s, the pre-state: updates are simultaneous
                 for target, value in br.updates:
                     kk = lay.shared_slot(target.name) if isinstance(target, Var) else lay.local_slot(
@@ -471,13 +490,28 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
                     bits = lay.decls[kk].bits
                     rhs = X.c(value, tid)
                     lo, hi = ranges[kk]
-                    emit(f"            v = wrapb({rhs}, {bits});" if bits < 64 else f"            v = {rhs};")
-                    emit(f"            if ((u64)v - (u64){_lit(lo)} > UINT64_C({hi - lo})) "
+                    emit(f"{ind}    v = wrapb({rhs}, {bits});" if bits < 64 else f"{ind}    v = {rhs};")
+                    emit(f"{ind}    if ((u64)v - (u64){_lit(lo)} > UINT64_C({hi - lo})) "
                          f"return overflow(c, {kk}, v);")
-                    emit(f"            n[{kk}] = v; if (v < c->olo[{kk}]) c->olo[{kk}] = v; "
+                    emit(f"{ind}    n[{kk}] = v; if (v < c->olo[{kk}]) c->olo[{kk}] = v; "
                          f"if (v > c->ohi[{kk}]) c->ohi[{kk}] = v;")
-                emit(f"            n[{ps}] = {pc_of[br.goto]};")
-                emit(f"            c->bm[k++] = {move_id[(tid, pc, bi)]};")
+                emit(f"{ind}    n[{ps}] = {pc_of[br.goto]};")
+                emit(f"{ind}    c->bm[k++] = {move_id[(tid, pc, bi)]};")
+                emit(f"{ind}}}")
+        for pc, st in enumerate(th.program.steps):
+            emit(f"    case {pc}:")
+            alts = alternatives(tid, pc)
+            if not alts:
+                branches(pc, st.branches, "        ")
+            else:
+                emit("        switch (pdd_mut) {")
+                for which, brs in alts:
+                    emit("        " + " ".join(f"case {i}:" for i in which))
+                    branches(pc, brs, "            ")
+                    emit("            break;")
+                emit("        default:")
+                branches(pc, st.branches, "            ")
+                emit("            break;")
                 emit("        }")
             emit("        break;")
         emit("    default: break;")
@@ -485,24 +519,52 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
     emit("    return k;")
     emit("}")
 
-    # ---- assertions at steps, then invariants (the order of compile.py's check)
+    # ---- assertions at steps, then invariants (the order of compile.py's check); a variant whose asserts
+    # (or, below, vacuity triggers) differ gets its own body, selected by pdd_mut
+    def check_body(mx):
+        out = []
+        for tid, th in enumerate(mx.threads):
+            cases = []
+            for pc, st in enumerate(th.program.steps):
+                active = [(p, a) for p, a in st.asserts if p in wanted]
+                if active:
+                    cases.append((pc, active))
+            if not cases:
+                continue
+            out.append(f"    switch (s[{lay.pc_slot(tid)}]) {{")
+            for pc, active in cases:
+                out.append(f"    case {pc}:")
+                for p, a in active:
+                    out.append(f"        if (!({X.c(a, tid)})) {{ *tid = {tid}; return {prop_id[p] + 1}; }}")
+                out.append("        break;")
+            out.append("    default: break;")
+            out.append("    }")
+        return out
+
+    def per_variant(body):
+        """``body(model)`` for the model, and for each variant whose body differs, under a switch."""
+        mine = body(model)
+        alts: dict = {}
+        for i, v in enumerate(variants, 1):
+            b = body(v)
+            if b != mine:
+                alts.setdefault(tuple(b), []).append(i)
+        if not alts:
+            return mine
+        out = ["    switch (pdd_mut) {"]
+        for b, which in alts.items():
+            out.append("    " + " ".join(f"case {i}:" for i in which) + " {")
+            out += ["    " + x for x in b]
+            out.append("    } break;")
+        out.append("    default: {")
+        out += ["    " + x for x in mine]
+        out.append("    } break;")
+        out.append("    }")
+        return out
+
     emit("static int check_state(const sv_t *s, int *tid) {")
-    for tid, th in enumerate(model.threads):
-        cases = []
-        for pc, st in enumerate(th.program.steps):
-            active = [(p, a) for p, a in st.asserts if p in wanted]
-            if active:
-                cases.append((pc, active))
-        if not cases:
-            continue
-        emit(f"    switch (s[{lay.pc_slot(tid)}]) {{")
-        for pc, active in cases:
-            emit(f"    case {pc}:")
-            for p, a in active:
-                emit(f"        if (!({X.c(a, tid)})) {{ *tid = {tid}; return {prop_id[p] + 1}; }}")
-            emit("        break;")
-        emit("    default: break;")
-        emit("    }")
+    for line in per_variant(check_body):
+        emit(line)
     for p in props:
         prop = model.properties[p]
         if prop.kind == "invariant":
@@ -520,24 +582,33 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
 
     # ---- vacuity triggers (compile.py's triggers)
     finals = 0
-    site = {}
-    emit("static u64 triggers(const sv_t *s) {")
-    emit("    u64 m = 0;")
     for i, p in enumerate(comp.watched):
         if model.properties[p].kind == "final":
             finals |= 1 << i
-            continue
-        for t, pc, trig in model.trigger_sites(p):
-            cond = X.c(trig, t)
-            if t is not None:
-                site.setdefault((t, pc), []).append((cond, i))
-            else:
-                emit(f"    if ({cond}) m |= UINT64_C(1) << {i};")
-    for (t, pc), items in sorted(site.items()):
-        emit(f"    if (s[{lay.pc_slot(t)}] == {pc}) {{")
-        for cond, i in items:
-            emit(f"        if ({cond}) m |= UINT64_C(1) << {i};")
-        emit("    }")
+
+    def trigger_body(mx):
+        out = []
+        site = {}
+        for i, p in enumerate(comp.watched):
+            if model.properties[p].kind == "final":
+                continue
+            for t, pc, trig in mx.trigger_sites(p):
+                cond = X.c(trig, t)
+                if t is not None:
+                    site.setdefault((t, pc), []).append((cond, i))
+                else:
+                    out.append(f"    if ({cond}) m |= UINT64_C(1) << {i};")
+        for (t, pc), items in sorted(site.items()):
+            out.append(f"    if (s[{lay.pc_slot(t)}] == {pc}) {{")
+            for cond, i in items:
+                out.append(f"        if ({cond}) m |= UINT64_C(1) << {i};")
+            out.append("    }")
+        return out
+
+    emit("static u64 triggers(const sv_t *s) {")
+    emit("    u64 m = 0;")
+    for line in per_variant(trigger_body):
+        emit(line)
     emit("    return m;")
     emit("}")
     done = " && ".join(f"s[{lay.pc_slot(t)}] == {lay.done_pc[t]}" for t in range(len(model.threads))) or "1"
@@ -643,6 +714,7 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
         # states are worked on unpacked: as 32-bit cells when every range allows, half the bytes to copy
         "typedef int32_t sv_t;" if all(-(1 << 31) <= lo and hi < (1 << 31) for lo, hi in ranges) else "typedef i64 sv_t;",
         PRELUDE_C,
+        *(["int pdd_mut = 0;             /* the variant searched (generate's variants) */"] if variants else []),
         *tables,
     ]
     # an observer runs in the sequential search only, so its builds leave out the parallel one: a quarter of gcc's
@@ -650,6 +722,27 @@ def generate(comp: Compiled, ranges: list, observer: str | None = None) -> CMode
     tail = [RUNTIME_C, PAR_RUNTIME_C] if observer is None else ["#define OBSERVER 1", observer, OBSERVER_C, RUNTIME_C]
     src = "\n".join(head + lines + tail)
     return CModel(src, moves, ranges, st.nbytes, key.bits // 8 + 1, key.bits, comp.watched, props)
+
+
+def _semantic(branches) -> tuple:
+    """What a step's branches do, without their notes."""
+    return tuple((b.guard, b.updates, b.goto) for b in branches)
+
+
+def same_frame(a, b) -> bool:
+    """``b`` differs from ``a`` at most in what the C code does not read (a step's kind, call and lock: the
+    Python explorer's liveness and the reports read them) or reads per variant (branches, asserts, vacuity
+    triggers): the same variables, labels, locks, properties, bounds and watched properties, so that
+    ``generate(a, variants=[b])`` checks ``b`` as ``generate(b)`` would."""
+    if a.layout.decls != b.layout.decls or a.layout.labels != b.layout.labels or a.locks != b.locks:
+        return False
+    if repr(sorted(a.properties.items())) != repr(sorted(b.properties.items())) or a.bounds != b.bounds:
+        return False
+    if [(t.name, t.group) for t in a.threads] != [(t.name, t.group) for t in b.threads]:
+        return False
+    # asserts and trigger sites may differ (generate selects them per variant), not which properties are
+    # watched: that decides the bits of the vacuity mask
+    return all(bool(a.trigger_sites(p)) == bool(b.trigger_sites(p)) for p in a.properties)
 
 
 # mutate's fingerprints (checker/observe.py): the observed vector of every state the search reaches, hashed; each

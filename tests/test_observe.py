@@ -82,3 +82,28 @@ def test_mutate_decides_the_same_outcomes_when_its_searches_go_native(monkeypatc
     key = [(o.id, o.verdict, o.property, o.trace, o.states, o.detail) for o in fast.outcomes]
     assert key == [(o.id, o.verdict, o.property, o.trace, o.states, o.detail) for o in slow.outcomes]
     assert len(key) == len(select) and {o.verdict for o in fast.outcomes} >= {"caught", "equivalent"}
+
+
+@needs_cc
+def test_one_build_with_every_same_frame_mutant_searches_each_as_its_own_build_does(monkeypatch, tmp_path):
+    """generate's variants: the schema build, selecting mutant i, gives mutant i's verdict, property, states,
+    transitions and counterexample, for a caught mutant, one whose asserts differ and a survivor."""
+    from pddgpu_verify.model.compile_c import same_frame
+    monkeypatch.setenv("PDDGPU_VERIFY_CACHE", str(tmp_path))
+    spec, cfg, p = _subject("specs/50_vram_fixed_three_workers.toml")
+    base, family, index = M._schema(spec, p, cfg)
+    assert len(family) >= 60 and "split_rmw:worker:op0.alloc.ok_stats:used" not in index
+    picked = ["drop_lock:worker:op0.alloc.lock", "drop_unlock:worker:op0.alloc.ok_unlock",
+              "swap_steps:worker:op0.alloc.ok_stats", "negate_guard:worker:op0.alloc.recheck"]
+    seen = set()
+    for mid in picked:
+        mm = family[index[mid] - 1]
+        assert same_frame(p["model"], mm)
+        comp = M.compiled(mm, cfg, p["props"])
+        alone = native.explore_native(comp, symmetry=comp.symmetry, quick_build=True)
+        shared = native.explore_native(comp, symmetry=comp.symmetry, schema=(base, family, index[mid]),
+                                       quick_build=True)
+        got = [(r.verdict, r.property, r.stats["states"], r.stats["transitions"], len(r.path)) for r in (alone, shared)]
+        assert got[0] == got[1], mid
+        seen.add(alone.verdict)
+    assert seen == {"OK", "VIOLATION"}
