@@ -805,6 +805,7 @@ def _range_guess(model: Model, original: Model, shared: bool = False) -> dict:
 
 
 _RANGES: dict = {}
+SHARED_FROM = 20_000  # a search bound above which a mutant on the shared build skips the Python probe
 PROBE = 5_000       # states a search runs on Python, where most mutants are caught, before it goes native
 
 
@@ -821,9 +822,11 @@ def observed_search(comp, original: Model, cfg: CheckConfig, fp: Fingerprints, b
     from . import native
     obs = Observer(comp.model, original, comp.symmetry, blank)
     bound = _bound(cfg, budget)
-    if native.not_native({"liveness": cfg.liveness}) is None and (bound is None or bound > PROBE):
-        probe = search(comp, cfg, PROBE)
-        if probe.verdict != "INCOMPLETE" or probe.stats["states"] < PROBE:
+    # a mutant on the shared build of a large model pays no gcc run: it goes native from its first state
+    limit = 0 if schema is not None and (bound is None or bound > SHARED_FROM) else PROBE
+    if native.not_native({"liveness": cfg.liveness}) is None and (bound is None or bound > limit):
+        probe = search(comp, cfg, limit) if limit else None
+        if probe is not None and (probe.verdict != "INCOMPLETE" or probe.stats["states"] < limit):
             if probe.verdict != "OK":
                 return probe
         else:
