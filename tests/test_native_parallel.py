@@ -128,8 +128,8 @@ def test_a_range_guessed_too_narrow_is_widened_in_parallel_too(monkeypatch, tmp_
     monkeypatch.setenv("PDDGPU_VERIFY_CACHE", str(tmp_path))
     real = native.initial_ranges
 
-    def narrow(m):
-        r = real(m)
+    def narrow(m, guess=None):
+        r = real(m, guess)
         r[0] = (0, 1)              # the counter reaches 3: a thread meets the overflow, the run is redone wider
         return r
     monkeypatch.setattr(native, "initial_ranges", narrow)
