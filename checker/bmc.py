@@ -45,7 +45,7 @@ from ..model.program import Model
 from .explorer import Move
 from .z3_budget import DEFAULT_RLIMIT, Budget, own_context
 from .z3_progress import note_phase
-from .z3_encode import Encoder
+from .z3_encode import substitution, Encoder
 
 VIOLATION, NO_VIOLATION, UNKNOWN, INCOMPLETE = "VIOLATION", "NO_VIOLATION", "UNKNOWN", "INCOMPLETE"
 
@@ -192,9 +192,16 @@ def _bmc(model, depth, properties, deadlock, budget, start, reduce):
     por = None          # built after the first unrolling: a model z3 cannot take fails there, with its message
     steps = []
 
+    # the step and the property check are built in Python once, over s0 -> s1, and substituted for every
+    # other depth: the same terms, without rebuilding thousands of them per depth
+    first = []          # [(s0 .. s1, sel0) as one list, trans(s0, s1, sel0), por.step(sel0)]
+    bad0 = None
+
     for k in range(depth + 1):
         if k >= start:
-            bad = z3.Or([enc.bad(states[k], p) for p in props]) if props else z3.BoolVal(False)
+            if bad0 is None:
+                bad0 = z3.Or([enc.bad(states[0], p) for p in props]) if props else z3.BoolVal(False)
+            bad = bad0 if k == 0 else substitution(states[0], states[k])(bad0)
             flag = z3.Bool(f"bad{k}")
             solver.add(z3.Implies(flag, bad))
             r = budget.check(solver, flag, what=f"bmc depth {k}")
@@ -229,11 +236,20 @@ def _bmc(model, depth, properties, deadlock, budget, start, reduce):
             break
         nxt = enc.state(f"s{k + 1}")
         sel = enc.selector(f"sel{k}")
-        solver.add(enc.trans(states[k], nxt, sel))
+        if k == 0:
+            first = [states[0] + nxt + [sel], enc.trans(states[0], nxt, sel)]
+            sub = None
+        else:
+            sub = substitution(first[0], states[k] + nxt + [sel])
+        solver.add(first[1] if sub is None else sub(first[1]))
         if por is None and reduce and len(model.threads) > 1:
             por = _Reduction(enc)
         if por is not None:
-            steps.append(por.step(sel))
+            if k == 0:
+                first.append(por.step(sel))
+            tid, r, w = first[2] if sub is None else (sub(first[2][0]), {x: sub(v) for x, v in first[2][1].items()},
+                                                      {x: sub(v) for x, v in first[2][2].items()})
+            steps.append((tid, r, w))
             if k > 0:
                 solver.add(por.order(steps[k - 1], steps[k]))
         states.append(nxt)

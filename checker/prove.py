@@ -46,7 +46,7 @@ from ..model.program import Model
 from .explorer import Move
 from .z3_budget import DEFAULT_RLIMIT, Budget, out_of_budget, own_context
 from .z3_progress import note_phase, note_settled
-from .z3_encode import EncodeError, Encoder
+from .z3_encode import EncodeError, Encoder, substitution
 
 PROVED, NOT_INDUCTIVE, VIOLATED, UNKNOWN = "PROVED", "NOT INDUCTIVE", "VIOLATED", "UNKNOWN"
 
@@ -150,11 +150,22 @@ class _Clock:
 
 def candidate_term(enc: Encoder, c, st, tag: str):
     """``c.holds(enc, st)``, built once per encoder: the state named ``tag``
-    ("s", "t") is the same z3 constants in every query on that encoder."""
+    ("s", "t", "i") is the same z3 constants in every query on that encoder.
+    Only the term over the first state asked for is built in Python; the others
+    are z3's substitution of one state's constants for another's (a candidate
+    reads nothing but its state), several times faster than building it again."""
     cache = enc.__dict__.setdefault("_candidate_terms", {})
     if (c, tag) not in cache:
-        cache[(c, tag)] = c.holds(enc, st)
+        src = cache.setdefault("_source", (tag, st))
+        if src[0] == tag:
+            cache[(c, tag)] = c.holds(enc, st)
+        else:
+            sub = cache.get(("_substitute", tag))
+            if sub is None:
+                sub = cache[("_substitute", tag)] = substitution(src[1], st)
+            cache[(c, tag)] = sub(candidate_term(enc, c, src[1], src[0]))
     return cache[(c, tag)]
+
 
 
 @dataclass
@@ -210,7 +221,6 @@ def houdini(enc: Encoder, cands: list, *, budget: Budget, extra_hyp=None, key=No
     view = None
     if harvest:
         from .cti_harvest import ConcreteView, harvest as explore_ctis
-        view = ConcreteView(enc.model, cands)
         index = {c.name: i for i, c in enumerate(cands)}
         key_of = [key(c) for c in cands]
         move_index = {(mv.thread, mv.pc, mv.branch): mv.index for mv in enc.moves}
@@ -251,6 +261,8 @@ def houdini(enc: Encoder, cands: list, *, budget: Budget, extra_hyp=None, key=No
             kept = [c for c in kept if key(c) not in lost]
             continue
         sv, tv = enc.decode(m, s), enc.decode(m, t)
+        if harvest and view is None:     # compiled at the first CTI: a checked certificate has none
+            view = ConcreteView(enc.model, cands)
         kept_idx = {index[c.name] for c in kept} if view is not None else set()
         mi = m.eval(sel, model_completion=True).as_long()
         found = {}
@@ -310,7 +322,7 @@ def _init_checks(cands, enc, budget: Budget) -> dict:
     budget, down to the members alone -- the same answers as one query each, in a few queries."""
     s = enc.state("i")
     init = enc.init(s)
-    terms = {c.name: c.holds(enc, s) for c in cands}
+    terms = {c.name: candidate_term(enc, c, s, "i") for c in cands}
     out = {}
 
     def check(group):

@@ -47,7 +47,12 @@ class EncodeError(ValueError):
         self.where = where
 
 
-def _bv(v: int):
+# one comparison term built, not all six and one kept
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _bv64(v: int):
     return z3.BitVecVal(v & E.MASK64, 64)
 
 
@@ -58,6 +63,24 @@ class MoveRef:
     thread: int
     pc: int
     branch: int
+
+
+def substitution(src: list, dst: list):
+    """term -> term with the constants ``src`` replaced by ``dst`` (same sorts: two states of one encoder).
+    A term over one state is built once in Python and substituted for every other state it is needed on
+    (candidates before and after a step, BMC's unrolling), several times faster than building it again, and
+    the same term.  ``z3.substitute`` is the same C call, but it re-checks every pair's sorts in Python on
+    each call, which costs more than the substitution itself when thousands of terms go over the same
+    pairs."""
+    from z3.z3 import Ast, Z3_substitute, _to_expr_ref
+    n = len(src)
+    frm, to = (Ast * n)(*(x.as_ast() for x in src)), (Ast * n)(*(y.as_ast() for y in dst))
+    keep = (src, dst)       # the arrays hold raw pointers: the expressions must outlive them
+
+    def sub(term):
+        return _to_expr_ref(Z3_substitute(term.ctx.ref(), term.as_ast(), n, frm, to), term.ctx)
+    sub.keep = keep
+    return sub
 
 
 class Encoder:
@@ -71,7 +94,9 @@ class Encoder:
         self.model = model
         self.lay = model.layout
         n = len(model.threads)
-        self.ids = [_bv(i) for i in range(n)]
+        self._consts = {}      # value -> its 64-bit numeral (built once; the same term every time)
+        self._reads = {}       # a slot's constant -> its 64-bit read (likewise)
+        self.ids = [self._bv(i) for i in range(n)]
         self.bits = [min(max(d.bits, 1), 64) for d in self.lay.decls]
         for k, b in (slot_bits or {}).items():
             self.bits[k] = b
@@ -83,6 +108,12 @@ class Encoder:
                     self.moves.append(MoveRef(len(self.moves), t, pc, b))
         self._counter = 0
 
+    def _bv(self, v: int):
+        c = self._consts.get(v)
+        if c is None:
+            c = self._consts[v] = _bv64(v)
+        return c
+
     # states -----------------------------------------------------------------
     def state(self, tag: str) -> list:
         return [z3.BitVec(f"{tag}|{nm}", b) for nm, b in zip(self.names, self.bits)]
@@ -93,7 +124,13 @@ class Encoder:
 
     def read(self, s, k):
         b = self.bits[k]
-        return s[k] if b == 64 else z3.SignExt(64 - b, s[k])
+        if b == 64:
+            return s[k]
+        x = s[k]
+        hit = self._reads.get(id(x))
+        if hit is None or hit[0] is not x:      # keyed by the slot's constant, kept alive beside its term
+            hit = self._reads[id(x)] = (x, z3.SignExt(64 - b, x))
+        return hit[1]
 
     def store(self, k, v64):
         b = self.bits[k]
@@ -138,7 +175,7 @@ class Encoder:
         """64-bit term for ``e`` in state ``s`` executed by thread ``tid``."""
         ex = lambda x: self.expr(x, s, tid, where)  # noqa: E731
         if isinstance(e, E.Const):
-            return _bv(e.value)
+            return self._bv(e.value)
         if isinstance(e, E.Var):
             if e.name not in self.lay.shared_index:
                 raise EncodeError(where, f"unknown shared variable '{e.name}'")
@@ -162,21 +199,21 @@ class Encoder:
             return z3.If(self.cond(e.cond, s, tid, where), ex(e.then), ex(e.other))
         if isinstance(e, E.Table):
             i = ex(e.index)
-            out = _bv(e.default)
+            out = self._bv(e.default)
             for j in range(len(e.values) - 1, -1, -1):
-                out = z3.If(i == j, _bv(e.values[j]), out)
+                out = z3.If(i == j, self._bv(e.values[j]), out)
             return out
         if isinstance(e, E.FirstFit):
             mask, size = ex(e.mask), ex(e.size)
-            out = _bv(-1)
+            out = self._bv(-1)
             for j in range(len(e.sizes) - 1, -1, -1):
-                ok = z3.And(size == e.sizes[j], (mask & _bv(e.conflicts[j])) == 0)
-                out = z3.If(ok, _bv(j), out)
+                ok = z3.And(size == e.sizes[j], (mask & self._bv(e.conflicts[j])) == 0)
+                out = z3.If(ok, self._bv(j), out)
             return out
         if isinstance(e, E.Op):
             o = e.op
             if o in ("==", "!=", "<", "<=", ">", ">=", "and", "or", "not"):
-                return z3.If(self.cond(e, s, tid, where), _bv(1), _bv(0))
+                return z3.If(self.cond(e, s, tid, where), self._bv(1), self._bv(0))
             if o not in E.BINARY and o not in E.UNARY:
                 raise EncodeError(where, f"unsupported operator '{o}'")
             args = [ex(a) for a in e.args]
@@ -212,7 +249,7 @@ class Encoder:
                 return z3.Not(self.cond(e.args[0], s, tid, where))
             if o in ("==", "!=", "<", "<=", ">", ">="):
                 a, b = (self.expr(x, s, tid, where) for x in e.args)
-                return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[o]
+                return _COMPARE[o](a, b)
         return self.expr(e, s, tid, where) != 0
 
     # transitions --------------------------------------------------------------

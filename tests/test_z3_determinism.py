@@ -216,3 +216,26 @@ def test_rlimit_option_decides_unknown_deterministically(tmp_path):
     assert r.exit_code == 1 and "VIOLATION" in r.output
     r = CliRunner().invoke(main, ["prove", str(spec), "--rlimit", "1", "--traces-dir", str(tmp_path)])
     assert r.exit_code == 3 and "UNKNOWN" in r.output and re.search(r"\b0/\d+ properties PROVED; rlimit 1 per", r.output)
+
+
+def test_the_same_certificate_check_costs_the_same_under_any_hash_seed():
+    """A query's resource count depends on the order its terms were built in; Python's string hashing is
+    seeded per process, so an iteration over a set while candidates are built would make the same proof
+    cost differently in two runs (and a query near its budget flip).  Two seeds, query for query the same."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import json; from pddgpu_verify.checker import certificate; "
+            "from pddgpu_verify.checker.spec import load_spec; from pddgpu_verify.checker.prove import prove_spec; "
+            "from pddgpu_verify.checker.z3_budget import Budget; "
+            "s = load_spec('specs/53_gtt_fixed_two_recoverers.toml'); b = Budget(); "
+            "prove_spec(s, budget=b, templates=certificate.load(s)); "
+            "print(json.dumps([(q.what, q.used, q.result) for q in b.queries]))")
+    root = Path(__file__).resolve().parent.parent
+    logs = []
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                             env=dict(os.environ, PYTHONHASHSEED=seed))
+        logs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert logs[0] == logs[1] and len(logs[0]) >= 2 and all(q[2] == "unsat" for q in logs[0])
