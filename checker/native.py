@@ -163,8 +163,6 @@ def load(so: Path):
             lib.pdd_obs_combos.restype = ctypes.c_int64
             lib.pdd_obs_result.restype = ctypes.c_int64
             lib.pdd_obs_result.argtypes = [ctypes.POINTER(ctypes.c_uint64)] * 3 + [ctypes.c_int64]
-            lib.pdd_obs_vec.restype = None
-            lib.pdd_obs_vec.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 3
         _LOADED[so] = lib
     return lib
 

@@ -748,13 +748,9 @@ def same_frame(a, b) -> bool:
 # mutate's fingerprints (checker/observe.py): the observed vector of every state the search reaches, hashed; each
 # distinct hash counted once, summed per combination of the watched threads' pcs, and the pcs each reached
 OBSERVER_C = r"""
-static inline u64 obs_mix(u64 x) {
-    x ^= x >> 33; x *= UINT64_C(0xff51afd7ed558ccd); x ^= x >> 33; x *= UINT64_C(0xc4ceb9fe1a85ec53); x ^= x >> 33;
-    return x;
-}
 static u64 obs_hash(const i64 *v, int n) {      /* checker/observe.py: obs_hash */
     u64 h = UINT64_C(0x9e3779b97f4a7c15);
-    for (int i = 0; i < n; i++) h = obs_mix(h ^ ((u64)v[i] + UINT64_C(0x632be59bd9b4e019) * (u64)(i + 1)));
+    for (int i = 0; i < n; i++) h = mix64(h ^ ((u64)v[i] + UINT64_C(0x632be59bd9b4e019) * (u64)(i + 1)));
     return h;
 }
 static u64 *obs_tab, obs_cap, obs_n;            /* the distinct hashes (0 kept apart: it marks an empty slot) */
@@ -783,7 +779,7 @@ static int obs_cgrow(void) {
     u64 *k = calloc(ncap, 8), *cn = calloc(ncap, 8), *sm = calloc(ncap, 8); uint8_t *u = calloc(ncap, 1);
     if (!k || !cn || !sm || !u) { free(k); free(cn); free(sm); free(u); return 1; }
     for (u64 i = 0; i < obs_ccap; i++) if (obs_cu[i]) {
-        u64 j = obs_mix(obs_ck[i]) & (ncap - 1);
+        u64 j = mix64(obs_ck[i]) & (ncap - 1);
         while (u[j]) j = (j + 1) & (ncap - 1);
         u[j] = 1; k[j] = obs_ck[i]; cn[j] = obs_cc[i]; sm[j] = obs_cs[i];
     }
@@ -805,7 +801,7 @@ static int observe(const sv_t *s) {
         obs_tab[j] = h; obs_n++;
     }
     if ((obs_cn + 1) * 2 > obs_ccap && obs_cgrow()) return 1;
-    u64 j = obs_mix(combo) & (obs_ccap - 1);
+    u64 j = mix64(combo) & (obs_ccap - 1);
     while (obs_cu[j] && obs_ck[j] != combo) j = (j + 1) & (obs_ccap - 1);
     if (!obs_cu[j]) { obs_cu[j] = 1; obs_ck[j] = combo; obs_cn++; }
     obs_cc[j]++; obs_cs[j] += h;
@@ -818,13 +814,14 @@ i64 pdd_obs_result(u64 *combo, u64 *count, u64 *sum, i64 max) {
     return n;
 }
 i64 pdd_obs_combos(void) { return (i64)obs_cn; }
-void pdd_obs_vec(const i64 *s, i64 *v, i64 *ok) {   /* for tests: the observed vector of one state */
-    sv_t t[NV]; for (int q = 0; q < NV; q++) t[q] = (sv_t)s[q];
-    *ok = obs_vec(t, v);
-}
 """
 
 PRELUDE_C = r"""
+/* the engine's hash and the observer's (checker/observe.py: obs_hash), one mixer */
+static inline u64 mix64(u64 x) {
+    x ^= x >> 33; x *= UINT64_C(0xff51afd7ed558ccd); x ^= x >> 33; x *= UINT64_C(0xc4ceb9fe1a85ec53); x ^= x >> 33;
+    return x;
+}
 static inline i64 wrapb(i64 v, int b) { return (i64)((u64)v << (64 - b)) >> (64 - b); }
 static inline i64 shl(i64 a, i64 b) { return (b >= 0 && b < 64) ? (i64)((u64)a << b) : 0; }
 static inline i64 shr(i64 a, i64 b) { return (b >= 0 && b < 64) ? (a >> b) : (a < 0 ? -1 : 0); }
@@ -879,10 +876,6 @@ static int overflow(ctx_t *c, int slot, i64 v) {
 """
 
 RUNTIME_C = r"""
-static inline u64 mix64(u64 x) {
-    x ^= x >> 33; x *= UINT64_C(0xff51afd7ed558ccd); x ^= x >> 33; x *= UINT64_C(0xc4ceb9fe1a85ec53); x ^= x >> 33;
-    return x;
-}
 static inline u64 hash_words(const u64 *w) {
     u64 h = UINT64_C(0x9e3779b97f4a7c15);
     for (int i = 0; i < KW; i++) h = mix64(h ^ (w[i] + UINT64_C(0x632be59bd9b4e019) * (u64)(i + 1)));
