@@ -337,8 +337,24 @@ def prove_any_workers(builder, base: Workload, properties, *, lemmas=("auto", "m
         return _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder, templates, kept_out)
 
 
-def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder, templates=None, kept_out=None):
-    clock = _Clock()
+@dataclass
+class Setting:
+    """What the cutoff proof is about: the properties it checks and how (``classify``), the systems of 1 to
+    MAX_TRACKED tracked workers with their candidates, or why the argument is refused."""
+    props: list
+    kinds: dict
+    universal: list
+    systems: list
+    refused: list
+    templates: list | None = None      # the mined (or certified) candidates' templates
+
+
+def key(c):
+    """A candidate's group across the systems: its template (a mined invariant), else its name."""
+    return getattr(c, "template", None) or c.name
+
+
+def setting(builder, base, properties, lemmas, budget, stress_builder=None, templates=None) -> Setting:
     note_phase(budget, "side conditions of the cutoff argument")
     programs = list(dict.fromkeys(tuple(tuple(op) for op in w) for w in base.workers))
     m3 = _build(builder, [programs[0]] * MAX_TRACKED, base)
@@ -353,8 +369,7 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
     kinds = {p: classify(m3, p) for p in props}
     universal = [p for p in props if kinds[p] == "universal"]
     if probs:
-        return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
-                                 for p in props], refused=probs, detail="side conditions fail")
+        return Setting(props, kinds, universal, [], probs, templates)
     if "auto" in lemmas and templates is None:
         note_phase(budget, "mining candidate invariants from reachable states (explorer)")
         templates = _mine(builder, stress_builder, programs, base)
@@ -365,10 +380,16 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
         for combo in itertools.combinations_with_replacement(programs, size):
             note_phase(budget, f"encoding the system of {size} worker(s) for z3")
             systems.append(_system(_build(builder, combo, base), combo, universal, lemmas, templates))
+    return Setting(props, kinds, universal, systems, [], templates)
 
-    def key(c):
-        return getattr(c, "template", None) or c.name
 
+def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder, templates=None, kept_out=None):
+    clock = _Clock()
+    st = setting(builder, base, properties, lemmas, budget, stress_builder, templates)
+    props, kinds, systems, templates = st.props, st.kinds, st.systems, st.templates
+    if st.refused:
+        return ParametricResult([ProofResult(p, "property", UNKNOWN, 0.0, detail="cutoff argument refused")
+                                 for p in props], refused=st.refused, detail="side conditions fail")
     alive = set(key(c) for sys in systems for c in sys.cands)
     ctis = {}
     starved = set()         # keys dropped because their own query ran out of budget (in some system)
@@ -430,11 +451,8 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
             enc = sys.enc
             s = enc.state("s")
             solver = z3.Solver()
-            solver.add(enc.wf(s), sys.hyp(s))
-            for lk, o in sys.other.items():
-                solver.add(enc.read(s, sys.model.layout.shared_slot(lk)) != o)
-            solver.add(*(candidate_term(enc, c, s, "s") for c in sys.cands if key(c) in alive))
-            solver.add(enc.bad(s, p))
+            solver.add(*implication_query(sys, p, s, [candidate_term(enc, c, s, "s") for c in sys.cands
+                                                      if key(c) in alive]))
             r = budget.check(solver, what=f"{p} implied in the system of {len(sys.programs)} workers")
             if r == z3.sat:
                 failed = (sys, enc.decode(solver.model(), s))
@@ -465,6 +483,16 @@ def _prove_any_workers(builder, base, properties, lemmas, budget, stress_builder
                                                                       if starved else ""))
 
 
+def implication_query(sys, p, s, invariant: list) -> list:
+    """The query that refutes the implied property ``p`` in ``sys`` when sat: a well-formed state ``s``
+    satisfying ``invariant`` (terms over ``s``) whose owner words name no untracked thread, where ``p``
+    fails."""
+    enc = sys.enc
+    out = [enc.wf(s), sys.hyp(s)]
+    out += [enc.read(s, sys.model.layout.shared_slot(lk)) != o for lk, o in sys.other.items()]
+    return out + list(invariant) + [enc.bad(s, p)]
+
+
 def _cti_result(p, sys, cti, clock):
     from .explorer import Move
     sv, tv, mi = cti
@@ -483,6 +511,17 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | Non
     non-workers, every number of workers running its worker programs.  Budget
     per query: ``budget``, else ``rlimit``, else the spec's ``[prove] rlimit``,
     else ``DEFAULT_RLIMIT``."""
+    p = spec.prove or {}
+    if budget is None:
+        budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
+    builder, stress, props, lemmas = spec_arguments(spec, properties, lemmas)
+    return prove_any_workers(builder, spec.workload, props, lemmas=lemmas, budget=budget, templates=templates,
+                             kept_out=kept_out, stress_builder=stress)
+
+
+def spec_arguments(spec, properties=None, lemmas=None):
+    """(builder, stress builder, properties, lemmas) of ``prove_any_workers`` for a spec: every number of
+    workers under the spec's configuration (its retry count too), only the workload varies."""
     from dataclasses import replace
 
     from ..model.lemmas import DEFAULT
@@ -490,13 +529,8 @@ def prove_spec_any_workers(spec, properties=None, lemmas=None, rlimit: int | Non
     if model.geometry.windowed:
         raise CutoffError("allocator.size: --any-workers needs an explicit allocator (a window sized for this "
                           "workload cannot bound every number of workers); use a size the explorer models in full")
-    p = spec.prove or {}
-    lemmas = [x for x in (lemmas or p.get("lemmas", DEFAULT)) if x != "mask_is_held_blocks"]
-    if budget is None:
-        budget = Budget(rlimit or p.get("rlimit", DEFAULT_RLIMIT))
-    # every number of workers under the spec's configuration (its retry count too), only the workload varies
+    lemmas = [x for x in (lemmas or (spec.prove or {}).get("lemmas", DEFAULT)) if x != "mask_is_held_blocks"]
     cfg = spec.run_config
-    return prove_any_workers(lambda wl: cfg.with_workload(wl).build(spec.name),
-                             spec.workload, properties or spec.checked_properties(model), lemmas=lemmas,
-                             budget=budget, templates=templates, kept_out=kept_out,
-                             stress_builder=lambda wl: replace(cfg, size=1).with_workload(wl).build(spec.name))
+    return (lambda wl: cfg.with_workload(wl).build(spec.name),
+            lambda wl: replace(cfg, size=1).with_workload(wl).build(spec.name),
+            properties or spec.checked_properties(model), lemmas)

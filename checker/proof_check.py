@@ -109,8 +109,14 @@ def run_proof(spec: Spec, *, certificates: bool = True, write_certificate: bool 
         kept = []
         overall, results = prove_spec(spec, budget=budget, kept_out=kept)
         if write_certificate:
-            certificate.write(spec, kept, results, any_workers=bool((spec.prove or {}).get("any_workers")))
-            how_found = ", certificate written"
+            small = None
+            if kept and overall == PROVED:
+                from .certificate_min import minimise
+                small = minimise(spec, kept)
+            certificate.write(spec, small if small is not None else kept, results,
+                              any_workers=bool((spec.prove or {}).get("any_workers")))
+            how_found = ", certificate written" + (f" ({len(small)} of {len(kept)} invariants)" if small is not None
+                                                   else "")
     took = time.perf_counter() - t0
     props = [r for r in results if r.kind == "property"]
     proved = [r.name for r in props if r.verdict == PROVED]

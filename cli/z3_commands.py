@@ -99,7 +99,11 @@ def _trace_path(traces_dir, spec, prop, what):
                    "nothing in it is trusted")
 @click.option("--write-certificate", is_flag=True,
               help="write the invariants this proof kept as the spec's certificate (what check --prove checks)")
-def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use_certificate, write_certificate):
+@click.option("--minimise", is_flag=True,
+              help="with --write-certificate: write only the invariants the proof's queries use (a closure over "
+                   "z3's unsat cores, under the spec's own [prove] settings), checked again before it is written")
+def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use_certificate, write_certificate,
+          minimise):
     """Prove the spec's safety properties by induction (with its lemmas).
 
     Every solver query gets --rlimit z3 resource units: the verdict does not
@@ -109,6 +113,8 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use
     from ..checker.z3_encode import EncodeError
     from ..model.lemmas import LemmaError
     _no_timeout(timeout)
+    if minimise and not write_certificate:
+        _fail("--minimise: needs --write-certificate (it makes the certificate written smaller)")
     spec, model = _load(spec_path)
     _check_traces_dir(traces_dir)
     opts = _prove_options(spec)
@@ -180,6 +186,12 @@ def prove(spec_path, k, rlimit, timeout, any_workers, bmc_depth, traces_dir, use
     console.print(table)
     _written(console, written)
     if write_certificate:
+        if minimise and kept:
+            from ..checker.certificate_min import minimise as smaller
+            small = smaller(spec, kept)
+            console.print(f"minimised: {len(small)} of {len(kept)} invariants kept" if small is not None else
+                          "not minimised: the closure or its check did not prove every property; written as kept")
+            kept = small if small is not None else kept
         cp, n = certificate.write(spec, kept, results, any_workers=any_workers)
         console.print(f"certificate written: {escape(str(cp))} ({n} invariants)",
                       soft_wrap=True)
