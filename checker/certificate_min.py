@@ -128,8 +128,9 @@ def closure(spec, templates, *, budget: Budget | None = None, log=None) -> list 
 
 
 def minimise(spec, templates, *, log=None, passes: int = 4) -> list | None:
-    """``closure`` repeated until it keeps everything it is given (z3's cores are not minimal, so a closure
-    of a closure can keep less; at most ``passes``), then checked as the spec's certificate under the spec's
+    """``closure`` repeated, ``passes`` times at most, while it keeps less than it is given (z3's cores are
+    not minimal, so a closure of a closure can keep less: spec 53's certificate 1,034 templates, then 417,
+    then 364 after four passes), then checked as the spec's certificate under the spec's
     own budget: the smaller template list when every property is PROVED from it, else None (keep the
     certificate as it is)."""
     small = closure(spec, templates, log=log)

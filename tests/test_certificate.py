@@ -141,9 +141,27 @@ def test_a_malformed_certificate_is_one_line_naming_file_and_field(tmp_path, tex
 def test_write_certificates_needs_prove(tmp_path):
     r = CliRunner().invoke(main, ["check", "--write-certificates", str(GTT_FIXED)])
     assert r.exit_code == 2 and "--write-certificates: needs --prove" in r.output
+    r = CliRunner().invoke(main, ["prove", "--minimise", str(GTT_FIXED)])
+    assert r.exit_code == 2 and "--minimise: needs --write-certificate" in r.output
 
 
 def test_prove_certificate_without_a_file_is_one_line(tmp_path):
     shutil.copy(GTT_FIXED, tmp_path / "41.toml")
     r = CliRunner().invoke(main, ["prove", "--certificate", str(tmp_path / "41.toml")])
     assert r.exit_code == 2 and "certificates/41.json: certificate: no such file" in r.output
+
+
+def test_a_minimised_certificate_is_smaller_and_still_proves_and_a_broken_protocol_has_none():
+    """The closure over unsat cores (checker/certificate_min.py) keeps a part of spec 53's certificate, in
+    its order, that proves every property on its own; handed the protocol without the fix that puts
+    set_error under the lock, some query of the closure is satisfiable and nothing is minimised."""
+    from pddgpu_verify.checker.certificate_min import closure, minimise
+    spec, tps = _shipped(ROOT / "specs" / "53_gtt_fixed_two_recoverers.toml")
+    # the shipped certificate is minimised (make certificates), so closed: every query of its closure is
+    # unsat (z3's cores are not minimal, so the closure may keep less still, never more)
+    small = minimise(spec, tps, passes=1)
+    assert small is not None and small == [t for t in tps if t in set(small)]
+    overall, res = prove_mod.prove_spec(spec, templates=small)
+    assert overall == PROVED and len([r for r in res if r.kind == "property"]) == 32
+    broken = replace(spec, fixes=dict(spec.fixes, fix_error_under_lock=False))
+    assert closure(broken, tps) is None
