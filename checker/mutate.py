@@ -823,7 +823,7 @@ def observed_search(comp, original: Model, cfg: CheckConfig, fp: Fingerprints, b
     obs = Observer(comp.model, original, comp.symmetry, blank)
     bound = _bound(cfg, budget)
     # a mutant on the shared build of a large model pays no gcc run: it goes native from its first state
-    limit = 0 if schema is not None and (bound is None or bound > SHARED_FROM) else PROBE
+    limit = 0 if schema is not None else PROBE
     if native.not_native({"liveness": cfg.liveness}) is None and (bound is None or bound > limit):
         probe = search(comp, cfg, limit) if limit else None
         if probe is not None and (probe.verdict != "INCOMPLETE" or probe.stats["states"] < limit):
