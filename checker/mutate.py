@@ -805,7 +805,6 @@ def _range_guess(model: Model, original: Model, shared: bool = False) -> dict:
 
 
 _RANGES: dict = {}
-SHARED_FROM = 20_000  # a search bound above which a mutant on the shared build skips the Python probe
 PROBE = 5_000       # states a search runs on Python, where most mutants are caught, before it goes native
 
 
@@ -818,11 +817,11 @@ def observed_search(comp, original: Model, cfg: CheckConfig, fp: Fingerprints, b
     microseconds a state; without a C compiler, or for what the C observer cannot pack, on Python.
     ``schema``: (the original compiled, its same-frame mutants, this one's index) when ``comp`` is one of
     them: the native search then runs on one build holding all of them (``generate``'s variants), built once
-    (gcc -O0: 3 s for spec 40's 129), instead of one gcc run per mutant."""
+    (gcc -O0: 3 s for spec 40's 129), instead of one gcc run per mutant, and goes native from its first state:
+    the build is paid once a process, so the probe would save nothing."""
     from . import native
     obs = Observer(comp.model, original, comp.symmetry, blank)
     bound = _bound(cfg, budget)
-    # a mutant on the shared build of a large model pays no gcc run: it goes native from its first state
     limit = 0 if schema is not None else PROBE
     if native.not_native({"liveness": cfg.liveness}) is None and (bound is None or bound > limit):
         probe = search(comp, cfg, limit) if limit else None
