@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import z3
 
-from .prove import PROVED, candidate_term, candidates, prove_spec
+from .prove import PROVED, candidate_term, candidates, goal_groups, prove_spec
 from .z3_budget import MAX_RLIMIT, Budget, own_context
 from .z3_encode import Encoder
 
@@ -41,8 +41,9 @@ class _Query:
 
 
 def _systems(spec, templates, budget):
-    """(the systems, the keys that must be shown, the implied-property queries) of ``spec``'s proof with
-    ``templates`` as its mined candidates; None when the proof cannot be set up (a refused cutoff)."""
+    """(the systems, the (system, implied property) pairs whose implication query must stay unsat) of
+    ``spec``'s proof with ``templates`` as its mined candidates; None when the proof cannot be set up (a
+    refused cutoff)."""
     p = spec.prove or {}
     if p.get("any_workers"):
         from . import parametric as P
@@ -84,8 +85,9 @@ def closure(spec, templates, *, budget: Budget | None = None, log=None) -> list 
             return {names[x.get_id()] for x in solver.unsat_core()}
 
         need = {q.key(c) for q in queries for c in q.cands if c.kind != "auto"}
-        for sy, prop in implied:
+        if implied:
             from .parametric import implication_query, key
+        for sy, prop in implied:
             s = sy.enc.state("s")
             solver = z3.Solver()
             solver.add(*implication_query(sy, prop, s, [z3.Implies(lit(key(c)), candidate_term(sy.enc, c, s, "s"))
@@ -94,28 +96,29 @@ def closure(spec, templates, *, budget: Budget | None = None, log=None) -> list 
             if core is None:
                 return None
             need |= core
+        # what a round asks of each system but its goals is the same every round: built once
+        steps = []
+        for q in queries:
+            enc = q.enc
+            s, t, sel = enc.state("s"), enc.state("t"), enc.selector("sel")
+            fixed = [enc.wf(s), enc.trans(s, t, sel, moves=q.moves)]
+            if q.extra_hyp is not None:
+                fixed.append(q.extra_hyp(s))
+            fixed += [z3.Implies(lit(q.key(c)), candidate_term(enc, c, s, "s")) for c in q.cands]
+            steps.append((q, t, fixed, goal_groups(q.cands, q.key, q.goal), {q.key(c) for c in q.cands}))
         new = set(need)
         rounds = 0
         while new:
             rounds += 1
             added = set()
-            for q in queries:
-                enc = q.enc
-                s, t, sel = enc.state("s"), enc.state("t"), enc.selector("sel")
-                goals = {}
-                for c in q.cands:
-                    if q.goal is None or q.goal(c):
-                        goals.setdefault(q.key(c), c)
+            for q, t, fixed, goals, keys in steps:
                 ks = [k for k in goals if k in new]
                 if not ks:
                     continue
                 solver = z3.Solver()
-                solver.add(enc.wf(s), enc.trans(s, t, sel, moves=q.moves))
-                if q.extra_hyp is not None:
-                    solver.add(q.extra_hyp(s))
-                solver.add(*(z3.Implies(lit(q.key(c)), candidate_term(enc, c, s, "s")) for c in q.cands))
-                solver.add(z3.Or([z3.Not(candidate_term(enc, goals[k], t, "t")) for k in ks]))
-                core = core_of(solver, {q.key(c) for c in q.cands}, f"closure round {rounds}: {len(ks)} goal(s)")
+                solver.add(*fixed)
+                solver.add(z3.Or([z3.Not(candidate_term(q.enc, goals[k], t, "t")) for k in ks]))
+                core = core_of(solver, keys, f"closure round {rounds}: {len(ks)} goal(s)")
                 if core is None:
                     return None
                 added |= core - need

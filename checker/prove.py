@@ -167,6 +167,15 @@ def candidate_term(enc: Encoder, c, st, tag: str):
     return cache[(c, tag)]
 
 
+def goal_groups(cands, key, goal=None) -> dict:
+    """key -> the first candidate of its group whose preservation is checked (``goal``: default all); under
+    a symmetric key one instance stands for its group (``houdini``)."""
+    out = {}
+    for c in cands:
+        if goal is None or goal(c):
+            out.setdefault(key(c), c)
+    return out
+
 
 @dataclass
 class HoudiniResult:
@@ -209,10 +218,7 @@ def houdini(enc: Encoder, cands: list, *, budget: Budget, extra_hyp=None, key=No
         base.append(extra_hyp(s))
     key = key or (lambda c: c.name)
     pre = {c.name: candidate_term(enc, c, s, "s") for c in cands}
-    goals = {}
-    for c in cands:
-        if goal is None or goal(c):
-            goals.setdefault(key(c), c)
+    goals = goal_groups(cands, key, goal)
     post = {k: candidate_term(enc, c, t, "t") for k, c in goals.items()}
     kept = list(cands)
     ctis = {}
